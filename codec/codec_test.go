@@ -1,0 +1,207 @@
+package codec
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestValidateChannel(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"odds:football:123", true},
+		{"a", true},
+		{"A-Z_0.9@x/y=z", true},
+		{strings.Repeat("x", MaxChannelLen), true},
+		{"", false},
+		{strings.Repeat("x", MaxChannelLen+1), false},
+		{"with space", false},
+		{"ünicode", false},
+		{"nul\x00", false},
+		{"star*", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ValidateChannel(tc.name)
+			if (err == nil) != tc.ok {
+				t.Fatalf("ValidateChannel(%q) = %v, want ok=%v", tc.name, err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidChannel) {
+				t.Fatalf("error %v is not ErrInvalidChannel", err)
+			}
+		})
+	}
+}
+
+func TestDecodeClientFrames(t *testing.T) {
+	for _, f := range []Format{FormatJSON, FormatMsgpack} {
+		t.Run(f.String(), func(t *testing.T) {
+			in := []Frame{
+				{Type: FrameAttach, Ref: 1, Channel: "odds:1"},
+				{Type: FrameAttach, Ref: 2, Channel: "odds:2", Options: AttachOptions{PublishOnly: true}},
+				{Type: FrameDetach, Ref: 3, Channel: "odds:1"},
+				{Type: FramePublish, Ref: 4, Channel: "odds:1", Msg: Message{Channel: "odds:1", ID: "p-1", Name: "price", Data: []byte(`{"market":"1x2","prices":[1.95,3.4,4.1],"n":-7,"big":18446744073709551615,"s":"é\"","ok":true,"z":null}`)}},
+				{Type: FrameHeartbeat},
+			}
+			for _, want := range in {
+				b, err := f.Encode(&want)
+				if err != nil {
+					t.Fatalf("encode %v: %v", want.Type, err)
+				}
+				got, err := f.Decode(b)
+				if err != nil {
+					t.Fatalf("decode %v: %v", want.Type, err)
+				}
+				if got.Type != want.Type || got.Ref != want.Ref || got.Channel != want.Channel || got.Options != want.Options ||
+					got.Msg.ID != want.Msg.ID || got.Msg.Name != want.Msg.Name {
+					t.Fatalf("round trip: got %+v, want %+v", got, want)
+				}
+				if want.Msg.Data != nil && !jsonEqual(t, got.Msg.Data, want.Msg.Data) {
+					t.Fatalf("data round trip: got %s, want %s", got.Msg.Data, want.Msg.Data)
+				}
+			}
+		})
+	}
+}
+
+func TestEncodeServerFrames(t *testing.T) {
+	m := Message{Channel: "c", ID: "e1.7", Name: "price", Data: []byte(`{"p":1.5}`), Time: 1700000000123}
+	b, err := FormatJSON.EncodeMessage(&m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"type":"message","channel":"c","id":"e1.7","name":"price","data":{"p":1.5},"time":1700000000123}`
+	if string(b) != want {
+		t.Fatalf("json message frame\n got %s\nwant %s", b, want)
+	}
+	for _, f := range []Format{FormatJSON, FormatMsgpack} {
+		for _, fr := range []Frame{
+			{Type: FrameMessage, Channel: "c", Msg: m},
+			{Type: FrameNack, Ref: 9, Channel: "c", Err: Errorf(CodeBackboneUnavailable, "down")},
+			{Type: FrameDisconnect, Err: Errorf(CodeGoingAway, "draining"), Reconnect: true},
+		} {
+			b, err := f.Encode(&fr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := f.Decode(b)
+			if err != nil {
+				t.Fatalf("%v %v: %v", f, fr.Type, err)
+			}
+			if got.Type != fr.Type || got.Reconnect != fr.Reconnect || (fr.Err != nil && *got.Err != *fr.Err) ||
+				got.Msg.Time != fr.Msg.Time || got.Msg.ID != fr.Msg.ID {
+				t.Fatalf("%v: got %+v want %+v", f, got, fr)
+			}
+		}
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		f    Format
+		in   []byte
+		code Code
+	}{
+		{"json garbage", FormatJSON, []byte(`{"type":`), CodeBadFrame},
+		{"json array", FormatJSON, []byte(`[1,2]`), CodeBadFrame},
+		{"json trailing", FormatJSON, []byte(`{"type":"heartbeat"} x`), CodeBadFrame},
+		{"json no type", FormatJSON, []byte(`{"ref":1}`), CodeUnknownType},
+		{"json unknown type", FormatJSON, []byte(`{"type":"subscribe"}`), CodeUnknownType},
+		{"json ref string", FormatJSON, []byte(`{"type":"attach","ref":"x"}`), CodeBadRequest},
+		{"json option type", FormatJSON, []byte(`{"type":"attach","channel":"c","options":{"publish_only":1}}`), CodeBadRequest},
+		{"json delta unsupported", FormatJSON, []byte(`{"type":"attach","channel":"c","options":{"delta":true}}`), CodeUnsupportedOption},
+		{"json unknown option", FormatJSON, []byte(`{"type":"attach","channel":"c","options":{"x":true}}`), CodeUnsupportedOption},
+		{"msgpack empty", FormatMsgpack, nil, CodeBadFrame},
+		{"msgpack not map", FormatMsgpack, []byte{0x92, 0x01, 0x02}, CodeBadFrame},
+		{"msgpack truncated", FormatMsgpack, []byte{0x81, 0xa4, 't', 'y'}, CodeBadFrame},
+		{"msgpack trailing", FormatMsgpack, append(mustEncode(t, FormatMsgpack, &Frame{Type: FrameHeartbeat}), 0xc0), CodeBadFrame},
+		{"msgpack unknown type", FormatMsgpack, []byte{0x81, 0xa4, 't', 'y', 'p', 'e', 0xa1, 'x'}, CodeUnknownType},
+		{"msgpack binary data", FormatMsgpack, []byte{0x82, 0xa4, 't', 'y', 'p', 'e', 0xa7, 'p', 'u', 'b', 'l', 'i', 's', 'h', 0xa4, 'd', 'a', 't', 'a', 0xc4, 0x01, 0x00}, CodeBadRequest},
+		{"msgpack int map key", FormatMsgpack, []byte{0x82, 0xa4, 't', 'y', 'p', 'e', 0xa7, 'p', 'u', 'b', 'l', 'i', 's', 'h', 0xa4, 'd', 'a', 't', 'a', 0x81, 0x01, 0x02}, CodeBadRequest},
+		{"msgpack NaN", FormatMsgpack, []byte{0x82, 0xa4, 't', 'y', 'p', 'e', 0xa7, 'p', 'u', 'b', 'l', 'i', 's', 'h', 0xa4, 'd', 'a', 't', 'a', 0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 1}, CodeBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.f.Decode(tc.in)
+			if err == nil {
+				t.Fatalf("Decode(%q) succeeded", tc.in)
+			}
+			if got := AsError(err).Code; got != tc.code {
+				t.Fatalf("Decode(%q) code = %v (%v), want %v", tc.in, got, err, tc.code)
+			}
+		})
+	}
+}
+
+func TestValidatePublish(t *testing.T) {
+	ok := Message{Channel: "c", Data: []byte(`1`)}
+	if err := ValidatePublish(&ok); err != nil {
+		t.Fatal(err)
+	}
+	for name, m := range map[string]Message{
+		"bad channel": {Channel: "a b", Data: []byte(`1`)},
+		"no data":     {Channel: "c"},
+		"long id":     {Channel: "c", ID: strings.Repeat("i", MaxIDLen+1), Data: []byte(`1`)},
+		"long name":   {Channel: "c", Name: strings.Repeat("n", MaxNameLen+1), Data: []byte(`1`)},
+		"bad data":    {Channel: "c", Data: []byte(`{`)},
+	} {
+		if err := ValidatePublish(&m); err == nil {
+			t.Errorf("%s: ValidatePublish succeeded", name)
+		}
+	}
+}
+
+func TestEnvelope(t *testing.T) {
+	m := Message{Channel: "odds:9", ID: "e.1", Name: "price", Data: []byte(`{"p":2}`), Time: 42}
+	env := EncodeEnvelope(&m)
+	if env.OrderingKey != m.Channel {
+		t.Fatalf("ordering key %q", env.OrderingKey)
+	}
+	got, err := DecodeEnvelope(env.Data, env.Attributes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Channel != m.Channel || got.ID != m.ID || got.Name != m.Name || got.Time != m.Time || !bytes.Equal(got.Data, m.Data) {
+		t.Fatalf("got %+v want %+v", got, m)
+	}
+	for name, attrs := range map[string]map[string]string{
+		"no version":  {"ch": "c", "id": "x", "t": "1"},
+		"bad channel": {"v": "1", "ch": "a b", "id": "x", "t": "1"},
+		"no id":       {"v": "1", "ch": "c", "t": "1"},
+		"bad time":    {"v": "1", "ch": "c", "id": "x", "t": "soon"},
+	} {
+		if _, err := DecodeEnvelope([]byte(`1`), attrs); err == nil {
+			t.Errorf("%s: DecodeEnvelope succeeded", name)
+		}
+	}
+	if _, err := DecodeEnvelope([]byte(`{`), env.Attributes); err == nil {
+		t.Error("invalid JSON data accepted")
+	}
+}
+
+func mustEncode(tb testing.TB, f Format, fr *Frame) []byte {
+	tb.Helper()
+	b, err := f.Encode(fr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func jsonEqual(tb testing.TB, a, b []byte) bool {
+	tb.Helper()
+	na, err := jsonToMsgpack(a)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nb, err := jsonToMsgpack(b)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Both sides went through the same decoder; compare their JSON forms.
+	ja, _ := msgpackToJSON(na)
+	jb, _ := msgpackToJSON(nb)
+	return bytes.Equal(ja, jb)
+}

@@ -1,0 +1,80 @@
+package codec
+
+// FrameType identifies a frame on the client wire.
+type FrameType uint8
+
+// Frame types. Client to edge: Attach, Detach, Publish, Heartbeat. Edge to
+// client: Attached, Detached, Ack, Nack, Message, Error, Heartbeat, Disconnect.
+const (
+	FrameInvalid FrameType = iota
+	FrameAttach
+	FrameAttached
+	FrameDetach
+	FrameDetached
+	FramePublish
+	FrameAck
+	FrameNack
+	FrameMessage
+	FrameError
+	FrameHeartbeat
+	FrameDisconnect
+)
+
+var frameNames = [...]string{
+	FrameInvalid:    "",
+	FrameAttach:     "attach",
+	FrameAttached:   "attached",
+	FrameDetach:     "detach",
+	FrameDetached:   "detached",
+	FramePublish:    "publish",
+	FrameAck:        "ack",
+	FrameNack:       "nack",
+	FrameMessage:    "message",
+	FrameError:      "error",
+	FrameHeartbeat:  "heartbeat",
+	FrameDisconnect: "disconnect",
+}
+
+func (t FrameType) String() string {
+	if int(t) < len(frameNames) {
+		return frameNames[t]
+	}
+	return "invalid"
+}
+
+func parseFrameType(s string) FrameType {
+	for i, n := range frameNames {
+		if i > 0 && n == s {
+			return FrameType(i)
+		}
+	}
+	return FrameInvalid
+}
+
+// AttachOptions are a subscriber's per-channel options, given on attach. They
+// are the seam for per-subscriber behaviour (deltas, rewind, resume come in
+// later protocol versions; an edge refuses options it does not implement with
+// CodeUnsupportedOption rather than ignoring them).
+type AttachOptions struct {
+	// PublishOnly attaches the channel for publishing without receiving its
+	// messages (a feed publisher on thousands of markets).
+	PublishOnly bool
+}
+
+// Frame is one decoded frame of the client wire protocol, in either
+// encoding. Which fields are meaningful depends on Type (docs/protocol.md).
+type Frame struct {
+	Type FrameType
+	// Ref correlates a request (attach, detach, publish) with its reply
+	// (attached, detached, ack, nack, error). Chosen by the client; 0 means none.
+	Ref     uint64
+	Channel string
+	Options AttachOptions
+	// Msg is the message of a publish (Channel is copied into Msg.Channel)
+	// or of a message frame; for ack, Msg.ID is the ID the message got.
+	Msg Message
+	// Err is set for nack, error and disconnect.
+	Err *Error
+	// Reconnect, on disconnect, tells the client whether to reconnect.
+	Reconnect bool
+}

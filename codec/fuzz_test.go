@@ -1,0 +1,113 @@
+package codec
+
+import (
+	"bytes"
+	"testing"
+)
+
+func seedFrames(f *testing.F, fm Format) {
+	for _, fr := range []Frame{
+		{Type: FrameAttach, Ref: 1, Channel: "odds:1", Options: AttachOptions{PublishOnly: true}},
+		{Type: FrameDetach, Ref: 2, Channel: "odds:1"},
+		{Type: FramePublish, Ref: 3, Channel: "c", Msg: Message{ID: "x", Name: "n", Data: []byte(`{"a":[1,2.5,"s",null,true,{"b":-1}]}`)}},
+		{Type: FrameMessage, Channel: "c", Msg: Message{ID: "e.1", Data: []byte(`"s"`), Time: 5}},
+		{Type: FrameNack, Ref: 4, Err: Errorf(CodeBackboneUnavailable, "down")},
+		{Type: FrameDisconnect, Err: Errorf(CodeGoingAway, "bye"), Reconnect: true},
+		{Type: FrameHeartbeat},
+	} {
+		f.Add(mustEncode(f, fm, &fr))
+	}
+}
+
+// checkRoundTrip: whatever Decode accepts must encode and decode back to the
+// same frame.
+func checkRoundTrip(t *testing.T, fm Format, in []byte) {
+	fr, err := fm.Decode(in)
+	if err != nil {
+		if AsError(err).Code == CodeInternal {
+			t.Fatalf("decode error without a protocol code: %v", err)
+		}
+		return
+	}
+	out, err := fm.Encode(&fr)
+	if err != nil {
+		t.Fatalf("decoded frame %+v does not encode: %v", fr, err)
+	}
+	back, err := fm.Decode(out)
+	if err != nil {
+		t.Fatalf("re-encoded frame %q does not decode: %v", out, err)
+	}
+	if back.Type != fr.Type || back.Ref != fr.Ref || back.Channel != fr.Channel || back.Options != fr.Options ||
+		back.Msg.ID != fr.Msg.ID || back.Msg.Name != fr.Msg.Name || back.Msg.Time != fr.Msg.Time ||
+		!bytes.Equal(back.Msg.Data, fr.Msg.Data) || back.Reconnect != fr.Reconnect {
+		t.Fatalf("round trip changed the frame:\n in %+v\nout %+v", fr, back)
+	}
+}
+
+func FuzzDecodeJSON(f *testing.F) {
+	seedFrames(f, FormatJSON)
+	f.Add([]byte(`{"type":"publish","data":1e400}`))
+	f.Add([]byte(`{"type":"publish","data":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}`))
+	f.Fuzz(func(t *testing.T, in []byte) { checkRoundTrip(t, FormatJSON, in) })
+}
+
+func FuzzDecodeMsgpack(f *testing.F) {
+	seedFrames(f, FormatMsgpack)
+	f.Add([]byte{0xdf, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0x81, 0xa4, 'd', 'a', 't', 'a', 0xdd, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, in []byte) { checkRoundTrip(t, FormatMsgpack, in) })
+}
+
+// FuzzDataConversion: a payload accepted from a msgpack client must survive
+// the trip to JSON subscribers and back to msgpack subscribers.
+func FuzzDataConversion(f *testing.F) {
+	f.Add([]byte(`{"market":"1x2","sel":[{"id":1,"p":1.95}],"susp":false}`))
+	f.Add([]byte(`-0.0`))
+	f.Add([]byte(`18446744073709551615`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		mp, err := jsonToMsgpack(in)
+		if err != nil {
+			return
+		}
+		js, err := msgpackToJSON(mp)
+		if err != nil {
+			t.Fatalf("JSON %q -> msgpack %x -> JSON failed: %v", in, mp, err)
+		}
+		// After two passes the value must be a fixpoint (the first may
+		// normalise, e.g. -0.0 becomes -0 and then 0).
+		js2 := roundTripData(t, js)
+		if js3 := roundTripData(t, js2); !bytes.Equal(js2, js3) {
+			t.Fatalf("conversion not stable: %q -> %q -> %q -> %q", in, js, js2, js3)
+		}
+	})
+}
+
+func FuzzDecodeEnvelope(f *testing.F) {
+	f.Add([]byte(`{"p":1}`), "odds:1", "e.1", "price", "17")
+	f.Add([]byte(`x`), "", "", "", "")
+	f.Fuzz(func(t *testing.T, data []byte, ch, id, name, tm string) {
+		attrs := map[string]string{"v": "1", "ch": ch, "id": id, "n": name, "t": tm}
+		m, err := DecodeEnvelope(data, attrs)
+		if err != nil {
+			return
+		}
+		env := EncodeEnvelope(&m)
+		back, err := DecodeEnvelope(env.Data, env.Attributes)
+		if err != nil || back.Channel != m.Channel || back.ID != m.ID || back.Name != m.Name || back.Time != m.Time {
+			t.Fatalf("envelope round trip: %+v -> %+v (%v)", m, back, err)
+		}
+	})
+}
+
+func roundTripData(t *testing.T, js []byte) []byte {
+	t.Helper()
+	mp, err := jsonToMsgpack(js)
+	if err != nil {
+		t.Fatalf("JSON %q does not convert to msgpack: %v", js, err)
+	}
+	out, err := msgpackToJSON(mp)
+	if err != nil {
+		t.Fatalf("msgpack %x (from %q) does not convert to JSON: %v", mp, js, err)
+	}
+	return out
+}

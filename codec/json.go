@@ -1,0 +1,103 @@
+package codec
+
+import (
+	"encoding/json"
+	"errors"
+)
+
+type jsonFrame struct {
+	Type      string                     `json:"type"`
+	Ref       uint64                     `json:"ref,omitempty"`
+	Channel   string                     `json:"channel,omitempty"`
+	Options   map[string]json.RawMessage `json:"options,omitempty"`
+	ID        string                     `json:"id,omitempty"`
+	Name      string                     `json:"name,omitempty"`
+	Data      json.RawMessage            `json:"data,omitempty"`
+	Time      int64                      `json:"time,omitempty"`
+	Code      int                        `json:"code,omitempty"`
+	Message   string                     `json:"message,omitempty"`
+	Reconnect bool                       `json:"reconnect,omitempty"`
+}
+
+type jsonFrameOut struct {
+	Type      string          `json:"type"`
+	Ref       uint64          `json:"ref,omitempty"`
+	Channel   string          `json:"channel,omitempty"`
+	Options   map[string]bool `json:"options,omitempty"`
+	ID        string          `json:"id,omitempty"`
+	Name      string          `json:"name,omitempty"`
+	Data      json.RawMessage `json:"data,omitempty"`
+	Time      int64           `json:"time,omitempty"`
+	Code      int             `json:"code,omitempty"`
+	Message   string          `json:"message,omitempty"`
+	Reconnect bool            `json:"reconnect,omitempty"`
+}
+
+func decodeJSON(b []byte) (Frame, error) {
+	var w jsonFrame
+	if err := json.Unmarshal(b, &w); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			if te.Field == "" {
+				return Frame{}, Errorf(CodeBadFrame, "a frame must be a JSON object")
+			}
+			return Frame{}, Errorf(CodeBadRequest, "field %q must be a %s", te.Field, te.Type)
+		}
+		return Frame{}, Errorf(CodeBadFrame, "malformed JSON: %v", err)
+	}
+	fr := Frame{
+		Type:      parseFrameType(w.Type),
+		Ref:       w.Ref,
+		Channel:   w.Channel,
+		Reconnect: w.Reconnect,
+		Msg:       Message{Channel: w.Channel, ID: w.ID, Name: w.Name, Time: w.Time},
+	}
+	if fr.Type == FrameInvalid {
+		return Frame{}, unknownType(w.Type)
+	}
+	if len(w.Data) > 0 {
+		// Unmarshal has validated it; keep our own compact copy (the input
+		// buffer is reused by the reader).
+		fr.Msg.Data = compactJSON(w.Data)
+	}
+	if w.Code != 0 || w.Message != "" {
+		fr.Err = &Error{Code: Code(w.Code), Message: w.Message}
+	}
+	var err error
+	fr.Options, err = wireOptions(w.Options, func(r json.RawMessage) (v bool, err error) {
+		err = json.Unmarshal(r, &v)
+		return v, err
+	})
+	if err != nil {
+		return Frame{}, err
+	}
+	return fr, nil
+}
+
+func encodeJSON(fr *Frame) ([]byte, error) {
+	w := jsonFrameOut{
+		Type:      fr.Type.String(),
+		Ref:       fr.Ref,
+		Channel:   fr.Channel,
+		Options:   encodeOptions(fr.Options),
+		ID:        fr.Msg.ID,
+		Name:      fr.Msg.Name,
+		Data:      fr.Msg.Data,
+		Time:      fr.Msg.Time,
+		Reconnect: fr.Reconnect,
+	}
+	if fr.Err != nil {
+		w.Code, w.Message = int(fr.Err.Code), fr.Err.Message
+	}
+	return json.Marshal(&w)
+}
+
+func unknownType(t string) error {
+	if t == "" {
+		return Errorf(CodeUnknownType, "frame has no type")
+	}
+	if len(t) > 32 {
+		t = t[:32] + "…"
+	}
+	return Errorf(CodeUnknownType, "unknown frame type %q", t)
+}

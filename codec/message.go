@@ -1,0 +1,63 @@
+package codec
+
+import (
+	"encoding/json"
+	"unicode/utf8"
+)
+
+// Field limits, in bytes. They keep per-message metadata (which travels as
+// Pub/Sub attributes and in every delivered frame) small and bounded.
+const (
+	MaxIDLen   = 128 // publisher-supplied message IDs
+	MaxNameLen = 128 // event names
+)
+
+// Message is one published message: the unit that is relayed through the
+// backbone, deduplicated by ID and fanned out to a channel's subscribers.
+//
+// A Message is immutable once handed to the backbone or the gateway's fan-out:
+// every component that receives one may read it from any goroutine.
+type Message struct {
+	// Channel the message was published on; see ValidateChannel.
+	Channel string
+	// ID is unique per channel across edges and restarts: the publisher's own
+	// (which makes retries idempotent) or one assigned by the origin edge.
+	ID string
+	// Name is an optional event name chosen by the publisher ("price", "suspend").
+	Name string
+	// Data is the payload: exactly one JSON value, compact. The msgpack wire
+	// variant carries the same value natively (see docs/protocol.md, "Payloads").
+	Data []byte
+	// Time is when the origin edge accepted the publish, in Unix milliseconds.
+	Time int64
+}
+
+// DedupKey is the key under which duplicates of m are recognised: the same
+// message ID on the same channel.
+func (m *Message) DedupKey() string {
+	return m.Channel + "\x00" + m.ID
+}
+
+// ValidatePublish checks a message a client wants to publish: channel name,
+// field lengths and that Data is one JSON value. It does not require an ID.
+func ValidatePublish(m *Message) error {
+	if err := ValidateChannel(m.Channel); err != nil {
+		return err
+	}
+	if len(m.ID) > MaxIDLen {
+		return Errorf(CodeBadRequest, "message id is %d bytes, the limit is %d", len(m.ID), MaxIDLen)
+	}
+	if len(m.Name) > MaxNameLen {
+		return Errorf(CodeBadRequest, "name is %d bytes, the limit is %d", len(m.Name), MaxNameLen)
+	}
+	if !utf8.ValidString(m.ID) || !utf8.ValidString(m.Name) {
+		return Errorf(CodeBadRequest, "id and name must be valid UTF-8")
+	}
+	if len(m.Data) == 0 {
+		return Errorf(CodeBadRequest, "data is missing")
+	}
+	if !json.Valid(m.Data) {
+		return Errorf(CodeBadRequest, "data is not a JSON value")
+	}
+	return nil
+}
