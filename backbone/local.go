@@ -1,0 +1,53 @@
+package backbone
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/feedgate/feedgate/codec"
+)
+
+// LocalConfig configures the in-process backbone. The zero value is ready.
+type LocalConfig struct {
+	Dedup  DedupConfig
+	Logger *slog.Logger
+	Now    func() time.Time // clock; nil means time.Now
+}
+
+// Local is the in-process backbone of a single edge: a publish is accepted
+// at once and delivered in call order per channel; a repeated message ID
+// within the dedup window is acknowledged and not delivered again.
+type Local struct {
+	core
+}
+
+// NewLocal returns an in-process backbone.
+func NewLocal(cfg LocalConfig) *Local {
+	l := &Local{}
+	l.init(cfg.Dedup, cfg.Logger, cfg.Now)
+	return l
+}
+
+// Start registers deliver; it must be called once, before any Publish.
+func (l *Local) Start(_ context.Context, deliver DeliverFunc) error {
+	l.setDeliver(deliver)
+	return nil
+}
+
+// Publish delivers m (unless it is a duplicate) and calls done(nil) before
+// returning.
+func (l *Local) Publish(m *codec.Message, done DoneFunc) {
+	st := l.stripeFor(m.Channel)
+	st.mu.Lock()
+	l.stats.Published.Add(1)
+	l.deliverLocked(st, m)
+	st.mu.Unlock()
+	done(nil)
+}
+
+// Stats returns the backbone's counters.
+func (l *Local) Stats() *Stats { return &l.stats }
+
+// Close does nothing: Local holds no external resources.
+func (l *Local) Close(context.Context) error { return nil }

@@ -1,0 +1,227 @@
+// Command edge runs one edge of the gateway.
+//
+// With no configuration it runs on its own with the in-process backbone:
+//
+//	go run ./cmd/edge
+//
+// Every flag can also be set by the environment variable named in its help.
+// See README.md ("Configuration").
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	_ "net/http/pprof" // served only on -debug-addr
+	"os"
+	"os/signal"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/feedgate/feedgate/auth"
+	"github.com/feedgate/feedgate/backbone"
+	"github.com/feedgate/feedgate/gateway"
+)
+
+// Compile-time checks that the implementations satisfy the gateway's seams.
+var (
+	_ gateway.Backbone   = (*backbone.Relay)(nil)
+	_ gateway.Backbone   = (*backbone.Local)(nil)
+	_ gateway.Authorizer = (*auth.Static)(nil)
+)
+
+type options struct {
+	addr, debugAddr, backbone, project, prefix, edgeID, apiKeys, logLevel string
+	shards                                                                int
+	createTopics                                                          bool
+	shutdownTimeout, heartbeat, publishTimeout                            time.Duration
+	sendQueue, maxFrame                                                   int
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "edge:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags() options {
+	var o options
+	fs := flag.CommandLine
+	str := func(p *string, name, env, def, usage string) {
+		fs.StringVar(p, name, envOr(env, def), usage+" (env "+env+")")
+	}
+	str(&o.addr, "addr", "EDGE_ADDR", ":8080", "listen address for WebSocket and HTTP")
+	str(&o.debugAddr, "debug-addr", "EDGE_DEBUG_ADDR", "", "if set, serve net/http/pprof on this address (keep it private)")
+	str(&o.backbone, "backbone", "EDGE_BACKBONE", "auto", "local | pubsub | auto (pubsub when a project is set)")
+	str(&o.project, "pubsub-project", "EDGE_PUBSUB_PROJECT", "", "Google Cloud project of the shard topics")
+	str(&o.prefix, "pubsub-prefix", "EDGE_PUBSUB_PREFIX", "feedgate", "shard topic prefix: topics are <prefix>-<k>")
+	str(&o.edgeID, "edge-id", "EDGE_ID", "", "this edge's unique ID, names its subscriptions (default: hostname + random)")
+	str(&o.apiKeys, "api-keys", "EDGE_API_KEYS", "", "comma-separated publisher API keys id:secret; none means anyone may publish")
+	str(&o.logLevel, "log-level", "EDGE_LOG_LEVEL", "info", "debug | info | warn | error")
+	fs.IntVar(&o.shards, "pubsub-shards", envInt("EDGE_PUBSUB_SHARDS", 8), "number of shard topics, the same on every edge (env EDGE_PUBSUB_SHARDS)")
+	fs.BoolVar(&o.createTopics, "create-topics", envBool("EDGE_CREATE_TOPICS", os.Getenv("PUBSUB_EMULATOR_HOST") != ""), "create missing shard topics at start (env EDGE_CREATE_TOPICS; default true with an emulator)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", envDuration("EDGE_SHUTDOWN_TIMEOUT", 30*time.Second), "how long a graceful stop may take (env EDGE_SHUTDOWN_TIMEOUT)")
+	fs.DurationVar(&o.heartbeat, "heartbeat", envDuration("EDGE_HEARTBEAT", 20*time.Second), "heartbeat interval; clients silent for 3x this are dropped (env EDGE_HEARTBEAT)")
+	fs.DurationVar(&o.publishTimeout, "publish-timeout", envDuration("EDGE_PUBLISH_TIMEOUT", 5*time.Second), "how long a publish may wait for Pub/Sub before it is nacked (env EDGE_PUBLISH_TIMEOUT)")
+	fs.IntVar(&o.sendQueue, "send-queue-bytes", envInt("EDGE_SEND_QUEUE_BYTES", 1<<20), "per-connection send queue limit; past it a client is dropped as a slow consumer (env EDGE_SEND_QUEUE_BYTES)")
+	fs.IntVar(&o.maxFrame, "max-frame-bytes", envInt("EDGE_MAX_FRAME_BYTES", 64<<10), "largest client frame accepted (env EDGE_MAX_FRAME_BYTES)")
+	flag.Parse()
+	return o
+}
+
+func run() error {
+	o := parseFlags()
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	bb, err := newBackbone(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	var keys []string
+	if o.apiKeys != "" {
+		keys = strings.Split(o.apiKeys, ",")
+	}
+	authz, err := auth.NewStatic(keys)
+	if err != nil {
+		return err
+	}
+	if authz.OpenPublish() {
+		log.Warn("no API keys configured: anyone may publish (set EDGE_API_KEYS in production)")
+	}
+	srv, err := gateway.New(gateway.Config{
+		Authorizer:        authz,
+		Logger:            log,
+		HeartbeatInterval: o.heartbeat,
+		SendQueueBytes:    o.sendQueue,
+		MaxFrameSize:      o.maxFrame,
+	}, bb)
+	if err != nil {
+		return err
+	}
+	if o.debugAddr != "" {
+		go func() {
+			log.Info("debug server (pprof)", "addr", o.debugAddr)
+			if err := http.ListenAndServe(o.debugAddr, nil); err != nil {
+				log.Error("debug server", "err", err)
+			}
+		}()
+	}
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ctx, ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("stopping: draining connections", "timeout", o.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func newBackbone(ctx context.Context, o options, log *slog.Logger) (gateway.Backbone, error) {
+	kind := o.backbone
+	if kind == "auto" {
+		kind = "local"
+		if o.project != "" {
+			kind = "pubsub"
+		}
+	}
+	switch kind {
+	case "local":
+		log.Info("backbone: in-process (single edge)")
+		return backbone.NewLocal(backbone.LocalConfig{Logger: log}), nil
+	case "pubsub":
+		if o.project == "" {
+			return nil, errors.New("-backbone pubsub needs -pubsub-project")
+		}
+		id := o.edgeID
+		if id == "" {
+			id = defaultEdgeID()
+		}
+		emu := os.Getenv("PUBSUB_EMULATOR_HOST")
+		log.Info("backbone: Cloud Pub/Sub", "project", o.project, "prefix", o.prefix, "shards", o.shards, "edge_id", id, "emulator", emu)
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return backbone.NewRelay(sctx, backbone.RelayConfig{
+			Project:        o.project,
+			EmulatorHost:   emu,
+			TopicPrefix:    o.prefix,
+			Shards:         o.shards,
+			EdgeID:         id,
+			CreateTopics:   o.createTopics,
+			PublishTimeout: o.publishTimeout,
+			Logger:         log,
+		})
+	}
+	return nil, fmt.Errorf("-backbone %q: want local, pubsub or auto", kind)
+}
+
+var notIDChar = regexp.MustCompile(`[^A-Za-z0-9-]+`)
+
+// defaultEdgeID is the hostname (a pod name under Kubernetes) plus a random
+// suffix, so that a restarted edge never shares a subscription with its
+// predecessor's leftovers.
+func defaultEdgeID() string {
+	h, _ := os.Hostname()
+	h = strings.Trim(notIDChar.ReplaceAllString(h, "-"), "-")
+	if len(h) > 40 {
+		h = h[:40]
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	if h == "" {
+		h = "edge"
+	}
+	return h + "-" + hex.EncodeToString(b[:])
+}
+
+func envOr(k, def string) string {
+	if v, ok := os.LookupEnv(k); ok {
+		return v
+	}
+	return def
+}
+
+func envInt(k string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
+		return v
+	}
+	return def
+}
+
+func envBool(k string, def bool) bool {
+	if v, err := strconv.ParseBool(os.Getenv(k)); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(k string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(k)); err == nil {
+		return v
+	}
+	return def
+}

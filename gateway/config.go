@@ -1,0 +1,78 @@
+package gateway
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// Config configures a Server. The zero value of every field means its default.
+type Config struct {
+	// MaxFrameSize is the largest client frame accepted, in bytes (default
+	// 64 KiB). Larger frames are refused with frame_too_large and skipped;
+	// the connection goes on.
+	MaxFrameSize int
+	// MaxChannelsPerConn bounds the channels one connection may attach
+	// (default 512).
+	MaxChannelsPerConn int
+	// SendQueueBytes bounds the bytes waiting to be written to one
+	// connection (default 1 MiB). A subscriber that falls further behind is
+	// disconnected as a slow consumer; the others are not affected.
+	SendQueueBytes int
+	// WriteTimeout bounds one socket write (default 10s); a connection that
+	// cannot take a write for that long is dropped.
+	WriteTimeout time.Duration
+	// HeartbeatInterval is how often the edge sends a heartbeat (default 20s,
+	// under common proxy idle limits: ALB 60s, Cloudflare 100s).
+	HeartbeatInterval time.Duration
+	// IdleTimeout: a connection from which nothing was read for this long is
+	// dropped (default 3 × HeartbeatInterval). Clients answer heartbeats.
+	IdleTimeout time.Duration
+	// MaxErrors is how many bad frames a connection may send within
+	// ErrorWindow before it is disconnected (defaults 10 per 10s).
+	MaxErrors   int
+	ErrorWindow time.Duration
+	// ReadBufferSize is the WebSocket read buffer per connection (default
+	// 1 KiB: memory per idle connection matters more than read syscalls for
+	// clients that mostly listen).
+	ReadBufferSize int
+
+	// Authorizer decides what clients may do. Required.
+	Authorizer Authorizer
+	// Logger receives the server's logs (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() error {
+	if c.Authorizer == nil {
+		return errors.New("gateway: Config.Authorizer is required")
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxFrameSize, 64<<10)
+	def(&c.MaxChannelsPerConn, 512)
+	def(&c.SendQueueBytes, 1<<20)
+	def(&c.MaxErrors, 10)
+	def(&c.ReadBufferSize, 1024)
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defd(&c.WriteTimeout, 10*time.Second)
+	defd(&c.HeartbeatInterval, 20*time.Second)
+	defd(&c.IdleTimeout, 3*c.HeartbeatInterval)
+	defd(&c.ErrorWindow, 10*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}

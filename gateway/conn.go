@@ -1,0 +1,234 @@
+package gateway
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+
+	"github.com/feedgate/feedgate/codec"
+)
+
+// conn is one client WebSocket connection.
+//
+// Goroutines: the reader (the fasthttp hijack goroutine, for the whole life
+// of the connection) and a writer that exists only while frames are queued.
+// There is no parked writer per idle connection: enqueue starts one when the
+// queue goes from empty to non-empty, and it exits once the queue is empty.
+// Exactly one goroutine writes to the socket at a time.
+type conn struct {
+	srv    *Server
+	id     uint64
+	ws     *websocket.Conn
+	nc     net.Conn // the socket, written directly with writev
+	format codec.Format
+	access codec.Access
+	log    *slog.Logger
+
+	lastRead atomic.Int64 // Unix nanoseconds of the last frame read
+
+	// Owned by the reader goroutine.
+	attached  map[string]codec.AttachOptions
+	errCount  int
+	errWindow time.Time
+
+	writers sync.WaitGroup // the writer goroutine, while one runs
+
+	mu       sync.Mutex // guards the fields below
+	queue    [][]byte   // complete WebSocket frames waiting to be written
+	spare    [][]byte   // the previous batch's slice, reused
+	queued   int        // bytes in queue
+	writing  bool       // a writer goroutine is running
+	closing  bool       // no more frames accepted; the socket closes once queue is written
+	sockDone bool       // the socket has been closed
+}
+
+// enqueue queues one complete frame for writing; the bytes are shared and
+// never modified. It never blocks. A connection whose queue would exceed
+// SendQueueBytes is disconnected as a slow consumer.
+func (c *conn) enqueue(frame []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	if c.queued+len(frame) > c.srv.cfg.SendQueueBytes {
+		c.srv.stats.slowConsumers.Add(1)
+		c.disconnectLocked(codec.Errorf(codec.CodeSlowConsumer, "send queue overflowed (%d bytes waiting)", c.queued), true, true)
+		return
+	}
+	c.pushLocked(frame)
+}
+
+func (c *conn) pushLocked(frame []byte) {
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	if !c.writing {
+		c.writing = true
+		c.writers.Add(1)
+		go c.writeLoop()
+	}
+}
+
+// disconnectLocked queues a disconnect frame and a close frame, after which
+// the writer closes the socket. With drop, frames still queued are discarded
+// first (a slow consumer would never get to the disconnect otherwise).
+func (c *conn) disconnectLocked(reason *codec.Error, reconnect, drop bool) {
+	if c.closing {
+		return
+	}
+	if drop {
+		clear(c.queue)
+		c.queue, c.queued = c.queue[:0], 0
+	}
+	c.pushLocked(c.encode(&codec.Frame{Type: codec.FrameDisconnect, Err: reason, Reconnect: reconnect}))
+	c.pushLocked(closeFrame(int(reason.Code), reason.Code.String()))
+	c.closing = true
+	c.log.Info("disconnecting client", "code", int(reason.Code), "reason", reason.Message)
+}
+
+// disconnect ends the connection with a reason the client is told.
+func (c *conn) disconnect(reason *codec.Error, reconnect bool) {
+	c.mu.Lock()
+	c.disconnectLocked(reason, reconnect, false)
+	c.mu.Unlock()
+}
+
+// writeLoop writes everything queued, coalescing all frames waiting at each
+// pass into one writev, and exits when the queue is empty.
+func (c *conn) writeLoop() {
+	defer c.writers.Done()
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 || c.sockDone {
+			c.writing = false
+			if c.closing {
+				c.closeSocketLocked()
+			}
+			c.mu.Unlock()
+			return
+		}
+		batch := c.queue
+		c.queue, c.spare = c.spare[:0], nil
+		c.queued = 0
+		c.mu.Unlock()
+
+		_ = c.nc.SetWriteDeadline(c.srv.cfg.Now().Add(c.srv.cfg.WriteTimeout))
+		bufs := net.Buffers(batch)
+		_, err := bufs.WriteTo(c.nc)
+		clear(batch)
+
+		c.mu.Lock()
+		c.spare = batch[:0]
+		if err != nil {
+			c.closing = true
+			c.writing = false
+			c.closeSocketLocked()
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *conn) closeSocketLocked() {
+	if !c.sockDone {
+		c.sockDone = true
+		clear(c.queue)
+		c.queue, c.queued = nil, 0
+		_ = c.nc.Close()
+	}
+}
+
+// finish is called by the reader when it stops: it lets the writer flush
+// what is queued (a close echo, a disconnect), waits for it, and releases the
+// connection's subscriptions.
+func (c *conn) finish() {
+	c.mu.Lock()
+	c.closing = true
+	if !c.writing {
+		c.closeSocketLocked()
+	}
+	c.mu.Unlock()
+	c.writers.Wait()
+	for ch := range c.attached {
+		c.srv.hub.remove(ch, c)
+	}
+	c.attached = nil
+}
+
+func (c *conn) encode(fr *codec.Frame) []byte {
+	payload, err := c.format.Encode(fr)
+	if err != nil {
+		// Our own frames always encode; this is a bug, not client input.
+		c.log.Error("encode frame", "type", fr.Type.String(), "err", err)
+		payload, _ = c.format.Encode(&codec.Frame{Type: codec.FrameError, Ref: fr.Ref, Err: codec.Errorf(codec.CodeInternal, "internal error")})
+	}
+	return appendFrame(make([]byte, 0, len(payload)+10), dataOpcode(c.format), payload)
+}
+
+// send queues one frame for this connection only.
+func (c *conn) send(fr *codec.Frame) { c.enqueue(c.encode(fr)) }
+
+// readLoop reads and handles client frames until the connection ends.
+func (c *conn) readLoop() {
+	buf := make([]byte, 0, 512)
+	for {
+		_, r, err := c.ws.NextReader()
+		if err != nil {
+			if !isNormalClose(err) {
+				c.log.Debug("read ended", "err", err)
+			}
+			return
+		}
+		c.lastRead.Store(c.srv.cfg.Now().UnixNano())
+		var tooBig bool
+		buf, tooBig, err = readMessage(r, buf[:0], c.srv.cfg.MaxFrameSize)
+		if err != nil {
+			return
+		}
+		if tooBig {
+			c.refuse(codec.FrameInvalid, 0, "", codec.Errorf(codec.CodeFrameTooLarge, "frame exceeds %d bytes", c.srv.cfg.MaxFrameSize))
+		} else {
+			c.handle(buf)
+		}
+		if cap(buf) > 4096 {
+			buf = make([]byte, 0, 512) // do not keep a large buffer on an idle connection
+		}
+	}
+}
+
+// readMessage reads one WebSocket message into buf. If it exceeds max bytes,
+// the rest is read and discarded and tooBig is set: the connection goes on.
+func readMessage(r io.Reader, buf []byte, max int) (_ []byte, tooBig bool, err error) {
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > max {
+				_, err := io.Copy(io.Discard, r)
+				return buf[:0], true, err
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			if len(buf) > max {
+				return buf[:0], true, nil
+			}
+			return buf, false, nil
+		}
+		if err != nil {
+			return buf, false, err
+		}
+	}
+}
+
+func isNormalClose(err error) bool {
+	return websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF)
+}

@@ -1,0 +1,33 @@
+package gateway
+
+import (
+	"context"
+
+	"github.com/feedgate/feedgate/codec"
+)
+
+// Backbone relays messages between edges. Implementations: backbone.Relay
+// (Cloud Pub/Sub) and backbone.Local (in process).
+type Backbone interface {
+	// Start registers deliver and begins delivering. deliver is called once
+	// per message (the backbone removes duplicates), never concurrently for
+	// one channel, in publish order per origin edge; it must not block.
+	// Start is called once, before Publish.
+	Start(ctx context.Context, deliver func(m *codec.Message)) error
+	// Publish hands m to the backbone and returns without waiting. done is
+	// called exactly once: nil after the backbone accepted m and m was
+	// delivered locally, or an error (an *codec.Error with a retryable code).
+	// Publishes on one channel are accepted and reported in call order.
+	Publish(m *codec.Message, done func(err error))
+	// Close stops delivery and releases the backbone's resources.
+	Close(ctx context.Context) error
+}
+
+// Authorizer decides who may connect, and what each connection may do.
+// It is the one place where connecting, attaching and publishing are
+// authorised.
+type Authorizer interface {
+	// Authorize checks credentials and returns what they allow, or an
+	// *codec.Error with CodeUnauthorized.
+	Authorize(c codec.Credentials) (codec.Access, error)
+}

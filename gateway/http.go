@@ -1,0 +1,242 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
+
+	"github.com/feedgate/feedgate/codec"
+)
+
+func (s *Server) route(ctx *fasthttp.RequestCtx) {
+	path := string(ctx.Path())
+	switch {
+	case path == "/v1/ws":
+		s.serveWS(ctx)
+	case strings.HasPrefix(path, "/v1/channels/") && strings.HasSuffix(path, "/messages"):
+		if !ctx.IsPost() {
+			ctx.Response.Header.Set("Allow", "POST")
+			writeError(ctx, fasthttp.StatusMethodNotAllowed, codec.Errorf(codec.CodeBadRequest, "use POST to publish"))
+			return
+		}
+		s.servePublish(ctx, strings.TrimSuffix(strings.TrimPrefix(path, "/v1/channels/"), "/messages"))
+	case path == "/healthz":
+		ctx.SetBodyString("ok\n")
+	case path == "/readyz":
+		if !s.ready.Load() {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.SetBodyString("not ready\n")
+			return
+		}
+		ctx.SetBodyString("ready\n")
+	default:
+		writeError(ctx, fasthttp.StatusNotFound, codec.Errorf(codec.CodeBadRequest, "no such endpoint: %s", path))
+	}
+}
+
+func credentials(ctx *fasthttp.RequestCtx) codec.Credentials {
+	c := codec.Credentials{Token: string(ctx.QueryArgs().Peek("token"))}
+	if a := string(ctx.Request.Header.Peek("Authorization")); strings.HasPrefix(a, "Bearer ") {
+		c.APIKey = strings.TrimSpace(a[len("Bearer "):])
+	}
+	return c
+}
+
+func (s *Server) serveWS(ctx *fasthttp.RequestCtx) {
+	if s.draining.Load() {
+		writeError(ctx, fasthttp.StatusServiceUnavailable, codec.Errorf(codec.CodeGoingAway, "edge is draining; connect to another edge"))
+		return
+	}
+	format, err := codec.ParseFormat(string(ctx.QueryArgs().Peek("format")))
+	if err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, codec.AsError(err))
+		return
+	}
+	access, err := s.cfg.Authorizer.Authorize(credentials(ctx))
+	if err != nil {
+		writeError(ctx, httpStatus(codec.AsError(err).Code), codec.AsError(err))
+		return
+	}
+	remote := ctx.RemoteAddr().String()
+	err = s.upgrader.Upgrade(ctx, func(ws *websocket.Conn) {
+		s.readers.Add(1)
+		defer s.readers.Done()
+		c := &conn{
+			srv:      s,
+			id:       s.connSeq.Add(1),
+			ws:       ws,
+			nc:       rawConn(ws.NetConn()),
+			format:   format,
+			access:   access,
+			attached: make(map[string]codec.AttachOptions),
+		}
+		c.log = s.cfg.Logger.With("conn", c.id, "remote", remote)
+		c.lastRead.Store(s.cfg.Now().UnixNano())
+		ws.SetPingHandler(func(data string) error {
+			c.enqueue(appendFrame(nil, opPong, []byte(data)))
+			return nil
+		})
+		ws.SetCloseHandler(func(code int, _ string) error {
+			c.mu.Lock()
+			if !c.closing {
+				if code == websocket.CloseNoStatusReceived {
+					code = websocket.CloseNormalClosure
+				}
+				c.pushLocked(closeFrame(code, ""))
+				c.closing = true
+			}
+			c.mu.Unlock()
+			return nil
+		})
+		s.conns.Store(c, struct{}{})
+		s.nconns.Add(1)
+		defer func() {
+			s.conns.Delete(c)
+			s.nconns.Add(-1)
+		}()
+		if s.draining.Load() {
+			c.disconnect(codec.Errorf(codec.CodeGoingAway, "edge is shutting down"), true)
+		}
+		c.readLoop()
+		c.finish()
+	})
+	if err != nil {
+		s.cfg.Logger.Debug("websocket upgrade failed", "remote", remote, "err", err)
+	}
+}
+
+// rawConn returns the TCP connection under fasthttp's hijacked wrapper, so
+// that net.Buffers writes use writev.
+func rawConn(c net.Conn) net.Conn {
+	if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
+		return u.UnsafeConn()
+	}
+	return c
+}
+
+type httpMessage struct {
+	ID   string          `json:"id"`
+	Name string          `json:"name"`
+	Data json.RawMessage `json:"data"`
+}
+
+type httpPublishBody struct {
+	httpMessage
+	Messages []httpMessage `json:"messages"`
+}
+
+type httpResult struct {
+	ID    string     `json:"id,omitempty"`
+	Error *httpError `json:"error,omitempty"`
+}
+
+type httpError struct {
+	Code    int    `json:"code"`
+	Name    string `json:"name"`
+	Message string `json:"message"`
+}
+
+// servePublish publishes one message or a batch on a channel and answers
+// once the backbone has accepted (or refused) every message.
+func (s *Server) servePublish(ctx *fasthttp.RequestCtx, channel string) {
+	if err := codec.ValidateChannel(channel); err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, codec.AsError(err))
+		return
+	}
+	access, err := s.cfg.Authorizer.Authorize(credentials(ctx))
+	if err == nil {
+		err = access.CanPublish(channel)
+	}
+	if err != nil {
+		writeError(ctx, httpStatus(codec.AsError(err).Code), codec.AsError(err))
+		return
+	}
+	var body httpPublishBody
+	dec := json.NewDecoder(bytes.NewReader(ctx.PostBody()))
+	if err := dec.Decode(&body); err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, codec.Errorf(codec.CodeBadFrame, "body is not a JSON publish request: %v", err))
+		return
+	}
+	msgs := body.Messages
+	if len(msgs) == 0 {
+		msgs = []httpMessage{body.httpMessage}
+	}
+	batch := make([]codec.Message, len(msgs))
+	for i, hm := range msgs {
+		batch[i] = codec.Message{Channel: channel, ID: hm.ID, Name: hm.Name, Data: compact(hm.Data)}
+		if err := codec.ValidatePublish(&batch[i]); err != nil {
+			writeError(ctx, fasthttp.StatusBadRequest, codec.Errorf(codec.CodeBadRequest, "message %d: %s", i, codec.AsError(err).Message))
+			return
+		}
+	}
+	results := make([]httpResult, len(batch))
+	var wg sync.WaitGroup
+	wg.Add(len(batch))
+	for i := range batch {
+		s.publish(&batch[i], func(id string, err error) {
+			if err != nil {
+				e := codec.AsError(err)
+				results[i].Error = &httpError{Code: int(e.Code), Name: e.Code.String(), Message: e.Message}
+			} else {
+				results[i].ID = id
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	status := fasthttp.StatusOK
+	for _, r := range results {
+		if r.Error != nil {
+			status = httpStatus(codec.Code(r.Error.Code))
+			break
+		}
+	}
+	writeJSON(ctx, status, map[string]any{"results": results})
+}
+
+func compact(raw json.RawMessage) []byte {
+	if len(raw) == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return raw
+	}
+	return b.Bytes()
+}
+
+// httpStatus maps a protocol code to an HTTP status, only at this edge of the
+// package.
+func httpStatus(c codec.Code) int {
+	switch c {
+	case codec.CodeFrameTooLarge:
+		return fasthttp.StatusRequestEntityTooLarge
+	case codec.CodeUnauthorized:
+		return fasthttp.StatusUnauthorized
+	case codec.CodeForbidden:
+		return fasthttp.StatusForbidden
+	case codec.CodeBackboneUnavailable, codec.CodeGoingAway:
+		return fasthttp.StatusServiceUnavailable
+	case codec.CodePublishTimeout:
+		return fasthttp.StatusGatewayTimeout
+	case codec.CodeInternal:
+		return fasthttp.StatusInternalServerError
+	}
+	return fasthttp.StatusBadRequest
+}
+
+func writeError(ctx *fasthttp.RequestCtx, status int, e *codec.Error) {
+	writeJSON(ctx, status, map[string]any{"error": httpError{Code: int(e.Code), Name: e.Code.String(), Message: e.Message}})
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, _ := json.Marshal(v)
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(b, '\n'))
+}

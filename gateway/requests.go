@@ -1,0 +1,113 @@
+package gateway
+
+import "github.com/feedgate/feedgate/codec"
+
+// handle decodes and executes one client frame. Runs on the reader goroutine.
+func (c *conn) handle(b []byte) {
+	fr, err := c.format.Decode(b)
+	if err != nil {
+		c.refuse(codec.FrameInvalid, 0, "", codec.AsError(err))
+		return
+	}
+	switch fr.Type {
+	case codec.FrameAttach:
+		c.attach(&fr)
+	case codec.FrameDetach:
+		c.detach(&fr)
+	case codec.FramePublish:
+		c.publish(&fr)
+	case codec.FrameHeartbeat:
+		// lastRead was updated by the reader; nothing else to do.
+	default:
+		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.Errorf(codec.CodeUnknownType, "frame type %q is not sent by clients", fr.Type.String()))
+	}
+}
+
+// refuse answers a refused request: a nack for a publish, an error frame for
+// anything else. Client mistakes count against the connection's error
+// budget; a client over it is disconnected.
+func (c *conn) refuse(t codec.FrameType, ref uint64, channel string, e *codec.Error) {
+	reply := codec.FrameError
+	if t == codec.FramePublish {
+		reply = codec.FrameNack
+	}
+	c.send(&codec.Frame{Type: reply, Ref: ref, Channel: channel, Err: e})
+	if e.Code.Retryable() {
+		return
+	}
+	now := c.srv.cfg.Now()
+	if now.Sub(c.errWindow) > c.srv.cfg.ErrorWindow {
+		c.errWindow, c.errCount = now, 0
+	}
+	c.errCount++
+	c.srv.stats.badFrames.Add(1)
+	if c.errCount > c.srv.cfg.MaxErrors {
+		c.disconnect(codec.Errorf(codec.CodeTooManyErrors, "more than %d bad frames within %v", c.srv.cfg.MaxErrors, c.srv.cfg.ErrorWindow), false)
+	}
+}
+
+func (c *conn) attach(fr *codec.Frame) {
+	if err := codec.ValidateChannel(fr.Channel); err != nil {
+		c.refuse(fr.Type, fr.Ref, "", codec.AsError(err))
+		return
+	}
+	if err := c.access.CanAttach(fr.Channel); err != nil {
+		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.AsError(err))
+		return
+	}
+	if _, ok := c.attached[fr.Channel]; !ok && len(c.attached) >= c.srv.cfg.MaxChannelsPerConn {
+		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.Errorf(codec.CodeTooManyChannels, "a connection may attach at most %d channels", c.srv.cfg.MaxChannelsPerConn))
+		return
+	}
+	// The reply is queued before the subscription exists, so attached
+	// always precedes the channel's first message.
+	c.send(&codec.Frame{Type: codec.FrameAttached, Ref: fr.Ref, Channel: fr.Channel, Options: fr.Options})
+	c.attached[fr.Channel] = fr.Options
+	if fr.Options.PublishOnly {
+		c.srv.hub.remove(fr.Channel, c)
+	} else {
+		c.srv.hub.add(fr.Channel, c, fr.Options)
+	}
+}
+
+func (c *conn) detach(fr *codec.Frame) {
+	if _, ok := c.attached[fr.Channel]; !ok {
+		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.Errorf(codec.CodeNotAttached, "channel %q is not attached", fr.Channel))
+		return
+	}
+	// Removed before the reply is queued: no message follows detached.
+	c.srv.hub.remove(fr.Channel, c)
+	delete(c.attached, fr.Channel)
+	c.send(&codec.Frame{Type: codec.FrameDetached, Ref: fr.Ref, Channel: fr.Channel})
+}
+
+func (c *conn) publish(fr *codec.Frame) {
+	if _, ok := c.attached[fr.Channel]; !ok {
+		if err := codec.ValidateChannel(fr.Channel); err != nil {
+			c.refuse(fr.Type, fr.Ref, "", codec.AsError(err))
+			return
+		}
+		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.Errorf(codec.CodeNotAttached, "attach channel %q before publishing on it", fr.Channel))
+		return
+	}
+	if err := c.access.CanPublish(fr.Channel); err != nil {
+		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.AsError(err))
+		return
+	}
+	m := fr.Msg
+	m.Channel = fr.Channel
+	if err := codec.ValidatePublish(&m); err != nil {
+		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.AsError(err))
+		return
+	}
+	ref, ch := fr.Ref, fr.Channel
+	c.srv.publish(&m, func(id string, err error) {
+		if err != nil {
+			e := codec.AsError(err)
+			c.send(&codec.Frame{Type: codec.FrameNack, Ref: ref, Channel: ch, Err: e})
+			return
+		}
+		c.send(&codec.Frame{Type: codec.FrameAck, Ref: ref, Channel: ch, Msg: codec.Message{ID: id}})
+	})
+}
+

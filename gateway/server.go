@@ -1,0 +1,209 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
+
+	"github.com/feedgate/feedgate/codec"
+)
+
+// Server is one edge's client-facing side.
+type Server struct {
+	cfg      Config
+	bb       Backbone
+	hub      *hub
+	http     *fasthttp.Server
+	upgrader websocket.FastHTTPUpgrader
+
+	idPrefix string        // random per process: IDs stay unique across restarts
+	idSeq    atomic.Uint64 // next assigned message ID
+	connSeq  atomic.Uint64
+
+	conns   sync.Map // *conn -> struct{}
+	nconns  atomic.Int64
+	readers sync.WaitGroup
+
+	ready    atomic.Bool
+	draining atomic.Bool
+	stop     chan struct{}
+	stopOnce sync.Once
+	stats    serverStats
+}
+
+type serverStats struct {
+	slowConsumers atomic.Uint64
+	badFrames     atomic.Uint64
+	idleDrops     atomic.Uint64
+}
+
+// Stats is a snapshot of a server's counters.
+type Stats struct {
+	Connections   int64
+	Delivered     uint64 // frames enqueued to subscribers by fan-out
+	SlowConsumers uint64 // connections dropped because their queue overflowed
+	BadFrames     uint64 // client frames refused as malformed or invalid
+	IdleDrops     uint64 // connections dropped for not answering heartbeats
+}
+
+// New returns a Server relaying through bb. It does not listen yet.
+func New(cfg Config, bb Backbone) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if bb == nil {
+		return nil, errors.New("gateway: nil Backbone")
+	}
+	var rnd [5]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		bb:       bb,
+		hub:      newHub(),
+		idPrefix: strings.ToLower(base32.StdEncoding.EncodeToString(rnd[:])) + ":",
+		stop:     make(chan struct{}),
+	}
+	s.upgrader = websocket.FastHTTPUpgrader{
+		ReadBufferSize:  cfg.ReadBufferSize,
+		WriteBufferSize: 256, // the library writes nothing but its own rare control replies
+		WriteBufferPool: &sync.Pool{},
+		// Browsers on any origin may subscribe; access is decided by the
+		// Authorizer, not by Origin.
+		CheckOrigin: func(*fasthttp.RequestCtx) bool { return true },
+	}
+	s.http = &fasthttp.Server{
+		Handler:                       s.route,
+		Name:                          "feedgate",
+		ReduceMemoryUsage:             true,
+		ReadBufferSize:                4096,
+		MaxRequestBodySize:            4 << 20,
+		ReadTimeout:                   30 * time.Second,
+		IdleTimeout:                   2 * time.Minute,
+		DisableHeaderNamesNormalizing: false,
+		NoDefaultServerHeader:         false,
+		CloseOnShutdown:               true,
+		Logger:                        slogPrintf{cfg.Logger},
+	}
+	return s, nil
+}
+
+// Serve starts the backbone's delivery and serves HTTP and WebSocket
+// clients on ln until Shutdown. It returns nil after a Shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if err := s.bb.Start(ctx, s.deliver); err != nil {
+		return err
+	}
+	go s.heartbeats()
+	s.ready.Store(true)
+	s.cfg.Logger.Info("edge serving", "addr", ln.Addr().String())
+	err := s.http.Serve(ln)
+	if s.draining.Load() {
+		return nil
+	}
+	return err
+}
+
+// deliver is the backbone's DeliverFunc.
+func (s *Server) deliver(m *codec.Message) {
+	s.hub.deliver(m, func(f codec.Format, err error) {
+		s.cfg.Logger.Error("encode message", "channel", m.Channel, "format", f.String(), "err", err)
+	})
+}
+
+// publish assigns an ID (unless the publisher gave one) and the accept time,
+// and hands m to the backbone. done receives the message ID, or the error.
+func (s *Server) publish(m *codec.Message, done func(id string, err error)) {
+	if m.ID == "" {
+		m.ID = s.idPrefix + strconv.FormatUint(s.idSeq.Add(1), 36)
+	}
+	m.Time = s.cfg.Now().UnixMilli()
+	id := m.ID
+	s.bb.Publish(m, func(err error) { done(id, err) })
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Connections:   s.nconns.Load(),
+		Delivered:     s.hub.delivered.Load(),
+		SlowConsumers: s.stats.slowConsumers.Load(),
+		BadFrames:     s.stats.badFrames.Load(),
+		IdleDrops:     s.stats.idleDrops.Load(),
+	}
+}
+
+// heartbeats sends a heartbeat to every connection each HeartbeatInterval
+// and drops connections from which nothing was read for IdleTimeout. One
+// goroutine for the whole server: no timer per connection.
+func (s *Server) heartbeats() {
+	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		now := s.cfg.Now()
+		var frames [codec.NumFormats][]byte
+		for f := range frames {
+			payload, _ := codec.Format(f).Encode(&codec.Frame{Type: codec.FrameHeartbeat, Msg: codec.Message{Time: now.UnixMilli()}})
+			frames[f] = appendFrame(nil, dataOpcode(codec.Format(f)), payload)
+		}
+		idleBefore := now.Add(-s.cfg.IdleTimeout).UnixNano()
+		s.conns.Range(func(k, _ any) bool {
+			c := k.(*conn)
+			if c.lastRead.Load() < idleBefore {
+				s.stats.idleDrops.Add(1)
+				c.disconnect(codec.Errorf(codec.CodeIdleTimeout, "nothing received for %v", s.cfg.IdleTimeout), true)
+				return true
+			}
+			c.enqueue(frames[c.format])
+			return true
+		})
+	}
+}
+
+// Shutdown turns the edge unready, refuses new connections, tells every
+// client to reconnect elsewhere, waits for the connections to end (or ctx),
+// stops the HTTP server and closes the backbone.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.ready.Store(false)
+	s.draining.Store(true)
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.conns.Range(func(k, _ any) bool {
+		k.(*conn).disconnect(codec.Errorf(codec.CodeGoingAway, "edge is shutting down"), true)
+		return true
+	})
+	done := make(chan struct{})
+	go func() { s.readers.Wait(); close(done) }()
+	var errs []error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, errors.New("gateway: connections still open at shutdown deadline"))
+	}
+	errs = append(errs, s.http.ShutdownWithContext(ctx))
+	errs = append(errs, s.bb.Close(ctx))
+	return errors.Join(errs...)
+}
+
+// slogPrintf adapts fasthttp's Printf logger to slog.
+type slogPrintf struct{ l interface{ Warn(string, ...any) } }
+
+func (p slogPrintf) Printf(format string, args ...any) {
+	p.l.Warn("fasthttp", "msg", strings.TrimSpace(fmt.Sprintf(format, args...)))
+}
