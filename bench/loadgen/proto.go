@@ -1,0 +1,221 @@
+package loadgen
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+)
+
+// Kind is the wire protocol of a target server.
+type Kind int
+
+const (
+	// Ours is feedgate's edge, wire protocol v1 (GET /v1/ws?format=...).
+	Ours Kind = iota
+	// Peer is the Centrifuge-based server of cmd/peer (JSON protocol).
+	Peer
+	// Ceiling is shared/ceiling: any text frame subscribes to its one channel.
+	Ceiling
+)
+
+func (k Kind) String() string {
+	return [...]string{"ours", "peer", "ceiling"}[k]
+}
+
+// Target is one server under load.
+type Target struct {
+	Name   string // label in results, e.g. "ours-json"
+	Kind   Kind
+	Addr   string // host:port, loopback only
+	Format string // Ours only: "json" or "msgpack"
+}
+
+func (t Target) binary() bool { return t.Kind == Ours && t.Format == "msgpack" }
+
+func (t Target) wsPath() string {
+	switch t.Kind {
+	case Ours:
+		f := t.Format
+		if f == "" {
+			f = "json"
+		}
+		return "/v1/ws?format=" + f
+	case Peer:
+		return "/connection/websocket"
+	default:
+		return "/ws"
+	}
+}
+
+// subscribeFrames appends the client frames that subscribe to channels and
+// returns how many positive replies complete the subscription.
+func (t Target) subscribeFrames(dst []byte, channels []string) ([]byte, int) {
+	switch t.Kind {
+	case Ours:
+		for i, ch := range channels {
+			dst = t.oursFrame(dst, fmt.Sprintf(`{"type":"attach","ref":%d,"channel":%q}`, i+1, ch))
+		}
+		return dst, len(channels)
+	case Peer:
+		dst = appendClientFrame(dst, opText, []byte(`{"id":1,"connect":{}}`))
+		for i, ch := range channels {
+			dst = appendClientFrame(dst, opText, fmt.Appendf(nil, `{"id":%d,"subscribe":{"channel":%q}}`, i+2, ch))
+		}
+		return dst, len(channels) + 1
+	default:
+		return appendClientFrame(dst, opText, []byte("subscribe")), 1
+	}
+}
+
+// oursFrame frames one client message written as JSON, converting it to a
+// msgpack map for the msgpack format.
+func (t Target) oursFrame(dst []byte, jsonMsg string) []byte {
+	if !t.binary() {
+		return appendClientFrame(dst, opText, []byte(jsonMsg))
+	}
+	m, err := jsonToMsgpack(nil, []byte(jsonMsg))
+	if err != nil {
+		panic(err) // the generator's own constant messages
+	}
+	return appendClientFrame(dst, opBinary, m)
+}
+
+// Markers searched in inbound payloads. The publishers put
+// {"ts":<unix ns>,"seq":<per-channel sequence>,"ci":<channel index>,...} in
+// every message's data; msgpack carries the same keys as fixstr.
+var (
+	jsonTS, jsonSeq, jsonCI = []byte(`"ts":`), []byte(`"seq":`), []byte(`"ci":`)
+	mpTS, mpSeq, mpCI       = []byte("\xa2ts"), []byte("\xa3seq"), []byte("\xa2ci")
+
+	jsonAttached, mpAttached     = []byte(`"attached"`), []byte("\xa8attached")
+	jsonHeartbeat, mpHeartbeat   = []byte(`"heartbeat"`), []byte("\xa9heartbeat")
+	jsonDisconnect, mpDisconnect = []byte(`"disconnect"`), []byte("\xaadisconnect")
+	jsonError, mpError           = []byte(`"error"`), []byte("\xa5error")
+	jsonNack, mpNack             = []byte(`"nack"`), []byte("\xa4nack")
+	ceilingAck                   = []byte(`"subscribed":true`)
+	peerReply                    = []byte(`{"id":`)
+)
+
+// sample is what the reader extracts from one delivered message.
+type sample struct{ ts, seq, ci int64 }
+
+// extract finds the timestamp, sequence and channel index in u; it gives up
+// at the first missing key, so control frames cost one scan.
+func extract(u []byte, binary bool) (s sample, ok bool) {
+	intAfter, ts, seq, ci := jsonIntAfter, jsonTS, jsonSeq, jsonCI
+	if binary {
+		intAfter, ts, seq, ci = mpIntAfter, mpTS, mpSeq, mpCI
+	}
+	if s.ts, ok = intAfter(u, ts); !ok {
+		return s, false
+	}
+	if s.seq, ok = intAfter(u, seq); !ok {
+		return s, false
+	}
+	s.ci, ok = intAfter(u, ci)
+	return s, ok
+}
+
+// jsonIntAfter parses the JSON number following key. Plain integers are read
+// directly; a number re-encoded with a fraction or exponent (a server that
+// went through float64) is read with strconv.
+func jsonIntAfter(u, key []byte) (int64, bool) {
+	i := bytes.Index(u, key)
+	if i < 0 {
+		return 0, false
+	}
+	b := u[i+len(key):]
+	for len(b) > 0 && b[0] == ' ' {
+		b = b[1:]
+	}
+	var v int64
+	j := 0
+	for ; j < len(b) && b[j] >= '0' && b[j] <= '9'; j++ {
+		v = v*10 + int64(b[j]-'0')
+	}
+	if j == 0 {
+		return 0, false
+	}
+	if j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E') {
+		k := j
+		for k < len(b) && bytes.IndexByte([]byte("0123456789.eE+-"), b[k]) >= 0 {
+			k++
+		}
+		f, err := strconv.ParseFloat(string(b[:k]), 64)
+		if err != nil {
+			return 0, false
+		}
+		return int64(f), true
+	}
+	return v, true
+}
+
+// mpIntAfter decodes the msgpack integer (or float, or decimal string)
+// following key.
+func mpIntAfter(u, key []byte) (int64, bool) {
+	i := bytes.Index(u, key)
+	if i < 0 {
+		return 0, false
+	}
+	return mpInt(u[i+len(key):])
+}
+
+func mpInt(b []byte) (int64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	be := func(n int) (uint64, bool) {
+		if len(b) < 1+n {
+			return 0, false
+		}
+		var v uint64
+		for _, c := range b[1 : 1+n] {
+			v = v<<8 | uint64(c)
+		}
+		return v, true
+	}
+	c := b[0]
+	switch {
+	case c <= 0x7f:
+		return int64(c), true
+	case c >= 0xe0:
+		return int64(int8(c)), true
+	case c >= 0xa0 && c <= 0xbf: // fixstr holding digits
+		n := int(c & 0x1f)
+		if len(b) < 1+n {
+			return 0, false
+		}
+		v, err := strconv.ParseInt(string(b[1:1+n]), 10, 64)
+		return v, err == nil
+	}
+	var v uint64
+	var ok bool
+	switch c {
+	case 0xcc, 0xd0:
+		v, ok = be(1)
+		if c == 0xd0 {
+			return int64(int8(v)), ok
+		}
+	case 0xcd, 0xd1:
+		v, ok = be(2)
+		if c == 0xd1 {
+			return int64(int16(v)), ok
+		}
+	case 0xce, 0xd2:
+		v, ok = be(4)
+		if c == 0xd2 {
+			return int64(int32(v)), ok
+		}
+	case 0xcf, 0xd3:
+		v, ok = be(8)
+	case 0xca:
+		v, ok = be(4)
+		return int64(float32frombits(uint32(v))), ok
+	case 0xcb:
+		v, ok = be(8)
+		return int64(float64frombits(v)), ok
+	default:
+		return 0, false
+	}
+	return int64(v), ok
+}

@@ -1,0 +1,383 @@
+package loadgen
+
+import (
+	"bytes"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+	"golang.org/x/sys/unix"
+)
+
+// maxFD bounds the descriptor table: the process may hold at most 20,000
+// open files here, so every descriptor it can get is below 1<<16.
+const maxFD = 1 << 16
+
+// conn is one subscriber connection, owned by the reader goroutine.
+type conn struct {
+	fd       int
+	sub      *Sub
+	carry    []byte // an incomplete frame from the previous read
+	acks     int    // positive subscription replies so far
+	want     int    // replies that make the subscription complete
+	attached bool
+	dead     bool
+}
+
+// Reader reads every subscriber socket from one goroutine with epoll.
+type Reader struct {
+	t     Target
+	bin   bool
+	epfd  int
+	conns []*conn // by descriptor
+	reqs  chan func()
+	stop  chan struct{}
+	done  chan struct{}
+	buf   []byte
+
+	st        Stats
+	hist      *hdrhistogram.Histogram
+	stepStart []int64 // per channel: lower sequences belong to an earlier window
+
+	attached atomic.Int64 // connections whose subscription is complete
+	open     atomic.Int64 // connections registered and not closed
+	lastAtt  atomic.Int64 // unix ns of the latest completed subscription
+}
+
+// NewReader starts the epoll loop for subscribers of t on nChannels channels.
+func NewReader(t Target, nChannels int) (*Reader, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	r := &Reader{
+		t: t, bin: t.binary(), epfd: epfd,
+		conns:     make([]*conn, maxFD),
+		reqs:      make(chan func(), 1024),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		buf:       make([]byte, 256<<10),
+		hist:      NewHist(),
+		stepStart: make([]int64, nChannels),
+	}
+	go r.loop()
+	return r, nil
+}
+
+// Attached reports how many connections have completed their subscription.
+func (r *Reader) Attached() int64 { return r.attached.Load() }
+
+// Open reports how many connections are registered and open.
+func (r *Reader) Open() int64 { return r.open.Load() }
+
+// LastAttach reports when the latest subscription completed.
+func (r *Reader) LastAttach() time.Time { return time.Unix(0, r.lastAtt.Load()) }
+
+// Do runs f on the reader goroutine and waits for it.
+func (r *Reader) Do(f func()) {
+	done := make(chan struct{})
+	select {
+	case r.reqs <- func() { f(); close(done) }:
+		<-done
+	case <-r.done:
+	}
+}
+
+// Take returns the current window's figures and starts a new window.
+func (r *Reader) Take() Window {
+	var w Window
+	r.Do(func() {
+		w = Window{Stats: r.st, Hist: r.hist}
+		r.st, r.hist = Stats{}, NewHist()
+	})
+	return w
+}
+
+// Peek returns the current window's counters without resetting them.
+func (r *Reader) Peek() Stats {
+	var st Stats
+	r.Do(func() { st = r.st })
+	return st
+}
+
+// SetWindowStart makes messages with a sequence below start[ci] count as
+// late from now on (they were published in an earlier window).
+func (r *Reader) SetWindowStart(start []int64) {
+	r.Do(func() { copy(r.stepStart, start) })
+}
+
+// DropAll closes every subscriber connection from the client side and
+// returns how many it closed.
+func (r *Reader) DropAll() int {
+	n := 0
+	r.Do(func() {
+		for _, c := range r.conns {
+			if c != nil {
+				r.closeConn(c)
+				n++
+			}
+		}
+	})
+	return n
+}
+
+// Close stops the loop and closes every connection.
+func (r *Reader) Close() {
+	select {
+	case <-r.stop:
+	default:
+		close(r.stop)
+	}
+	<-r.done
+}
+
+// add registers an open connection; rest holds bytes that arrived with the
+// handshake response. It runs on the reader goroutine.
+func (r *Reader) add(c *conn, rest []byte) {
+	f := func() {
+		r.conns[c.fd] = c
+		c.sub.live = c
+		r.open.Add(1)
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)}
+		if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
+			r.closeConn(c)
+			return
+		}
+		if len(rest) > 0 {
+			r.consume(c, rest, time.Now().UnixNano())
+		}
+	}
+	select {
+	case r.reqs <- f:
+	case <-r.done:
+		unix.Close(c.fd)
+	}
+}
+
+func (r *Reader) loop() {
+	defer close(r.done)
+	events := make([]unix.EpollEvent, 1024)
+	for {
+		n, err := unix.EpollWait(r.epfd, events, 5)
+		if err != nil && err != unix.EINTR {
+			panic(fmt.Sprintf("epoll_wait: %v", err))
+		}
+		for i := 0; i < n; i++ {
+			if c := r.conns[events[i].Fd]; c != nil {
+				r.readConn(c)
+			}
+		}
+	reqs:
+		for {
+			select {
+			case f := <-r.reqs:
+				f()
+			default:
+				break reqs
+			}
+		}
+		select {
+		case <-r.stop:
+			for _, c := range r.conns {
+				if c != nil {
+					r.closeConn(c)
+				}
+			}
+			unix.Close(r.epfd)
+			return
+		default:
+		}
+	}
+}
+
+func (r *Reader) readConn(c *conn) {
+	n, err := unix.Read(c.fd, r.buf)
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return
+	}
+	if n <= 0 {
+		r.st.Disconnects++
+		r.closeConn(c)
+		return
+	}
+	r.st.RxBytes += int64(n)
+	r.consume(c, r.buf[:n], time.Now().UnixNano())
+}
+
+// consume parses every complete frame of data (after any carried bytes) and
+// carries the incomplete rest to the next read.
+func (r *Reader) consume(c *conn, data []byte, now int64) {
+	inCarry := len(c.carry) > 0
+	if inCarry {
+		c.carry = append(c.carry, data...)
+		data = c.carry
+	}
+	off := 0
+	var f frame
+	for !c.dead {
+		k := parseFrame(data[off:], &f)
+		if k == 0 {
+			break
+		}
+		if k < 0 {
+			r.st.Errors++
+			r.closeConn(c)
+			return
+		}
+		off += k
+		r.onFrame(c, &f, now)
+	}
+	if c.dead {
+		return
+	}
+	rest := data[off:]
+	switch {
+	case len(rest) == 0 && cap(c.carry) > 64<<10:
+		c.carry = nil // do not pin a large buffer on an idle connection
+	case len(rest) == 0:
+		c.carry = c.carry[:0]
+	case inCarry:
+		c.carry = c.carry[:copy(c.carry, rest)]
+	default:
+		c.carry = append(c.carry[:0], rest...)
+	}
+}
+
+func (r *Reader) onFrame(c *conn, f *frame, now int64) {
+	r.st.Frames++
+	switch f.op {
+	case opText, opBinary, opCont:
+		if r.t.Kind != Peer {
+			r.onUnit(c, f.payload, now)
+			return
+		}
+		// Centrifuge's JSON protocol may batch several replies in one frame,
+		// one per line.
+		p := f.payload
+		for len(p) > 0 {
+			line := p
+			if i := bytes.IndexByte(p, '\n'); i >= 0 {
+				line, p = p[:i], p[i+1:]
+			} else {
+				p = nil
+			}
+			if len(line) > 0 {
+				r.onUnit(c, line, now)
+			}
+		}
+	case opPing:
+		r.write(c, appendClientFrame(nil, opPong, f.payload))
+	case opClose:
+		r.st.Disconnects++
+		r.closeConn(c)
+	}
+}
+
+func (r *Reader) onUnit(c *conn, u []byte, now int64) {
+	if s, ok := extract(u, r.bin); ok {
+		r.record(c, s, now)
+		return
+	}
+	r.st.Controls++
+	r.control(c, u, now)
+}
+
+func (r *Reader) record(c *conn, s sample, now int64) {
+	if s.ci < 0 || s.ci >= int64(len(r.stepStart)) {
+		r.st.Unexpected++
+		return
+	}
+	if s.seq < r.stepStart[s.ci] {
+		r.st.Late++
+		return
+	}
+	tr := c.sub.trackFor(s.ci)
+	if tr == nil {
+		r.st.Unexpected++
+		return
+	}
+	lat := max((now-s.ts)/1000, 1)
+	r.hist.RecordValue(min(lat, r.hist.HighestTrackableValue()))
+	r.st.Received++
+	tr.observe(s.seq, &r.st)
+}
+
+// Heartbeat replies of our protocol, per format.
+var (
+	heartbeatJSON = appendClientFrame(nil, opText, []byte(`{"type":"heartbeat"}`))
+	heartbeatMP   = appendClientFrame(nil, opBinary, []byte("\x81\xa4type\xa9heartbeat"))
+	peerPong      = appendClientFrame(nil, opText, []byte(`{}`))
+)
+
+func (r *Reader) control(c *conn, u []byte, now int64) {
+	switch r.t.Kind {
+	case Ours:
+		attached, heartbeat, errm, nack, disc := jsonAttached, jsonHeartbeat, jsonError, jsonNack, jsonDisconnect
+		hb := heartbeatJSON
+		if r.bin {
+			attached, heartbeat, errm, nack, disc = mpAttached, mpHeartbeat, mpError, mpNack, mpDisconnect
+			hb = heartbeatMP
+		}
+		switch {
+		case bytes.Contains(u, attached):
+			r.ack(c, now)
+		case bytes.Contains(u, heartbeat):
+			r.write(c, hb)
+		case bytes.Contains(u, errm), bytes.Contains(u, nack):
+			r.st.Errors++
+		case bytes.Contains(u, disc):
+			r.st.Disconnects++
+		}
+	case Peer:
+		switch {
+		case len(u) == 2 && u[0] == '{' && u[1] == '}': // server ping
+			r.write(c, peerPong)
+		case bytes.HasPrefix(u, peerReply):
+			if bytes.Contains(u, jsonError) {
+				r.st.Errors++
+			} else {
+				r.ack(c, now)
+			}
+		case bytes.Contains(u, []byte(`"disconnect"`)):
+			r.st.Disconnects++
+		}
+	case Ceiling:
+		if bytes.Contains(u, ceilingAck) {
+			r.ack(c, now)
+		}
+	}
+}
+
+func (r *Reader) ack(c *conn, now int64) {
+	c.acks++
+	if !c.attached && c.acks >= c.want {
+		c.attached = true
+		r.attached.Add(1)
+		r.lastAtt.Store(now)
+	}
+}
+
+// write sends a small control frame; a full socket buffer drops it (counted
+// as an error), which a heartbeat reply can afford.
+func (r *Reader) write(c *conn, b []byte) {
+	if n, err := unix.Write(c.fd, b); err != nil || n != len(b) {
+		r.st.Errors++
+	}
+}
+
+func (r *Reader) closeConn(c *conn) {
+	if c.dead {
+		return
+	}
+	c.dead = true
+	unix.Close(c.fd) // also removes it from the epoll set
+	r.conns[c.fd] = nil
+	r.open.Add(-1)
+	if c.attached {
+		r.attached.Add(-1)
+	}
+	if c.sub.live == c {
+		c.sub.live = nil
+	}
+}

@@ -1,0 +1,62 @@
+package loadgen
+
+// Sub is one logical subscriber: the channels it holds and, per channel, what
+// it has received so far. A Sub outlives its connections, so a reconnect
+// continues the same sequence tracking and a gap shows as loss.
+type Sub struct {
+	ID       int
+	Channels []int32 // channel indices into the run's channel list
+
+	track []chanTrack // parallel to Channels; owned by the reader goroutine
+	live  *conn       // current connection; owned by the reader goroutine
+}
+
+// NewSub returns a subscriber on the given channel indices.
+func NewSub(id int, channels []int32) *Sub {
+	return &Sub{ID: id, Channels: channels, track: make([]chanTrack, len(channels))}
+}
+
+func (s *Sub) trackFor(ci int64) *chanTrack {
+	for i, c := range s.Channels {
+		if int64(c) == ci {
+			return &s.track[i]
+		}
+	}
+	return nil
+}
+
+// chanTrack follows one publisher's sequence on one channel for one
+// subscriber: the highest sequence seen and a 64-message window below it.
+type chanTrack struct {
+	last int64
+	bits uint64 // bit d set: last-d was received
+	seen bool
+}
+
+// observe classifies seq as new, duplicate or reordered. Anything older than
+// the 64-message window counts as reordered.
+func (t *chanTrack) observe(seq int64, st *Stats) {
+	if !t.seen || seq > t.last {
+		if !t.seen {
+			t.bits = 1
+		} else if d := seq - t.last; d >= 64 {
+			t.bits = 1
+		} else {
+			t.bits = t.bits<<d | 1
+		}
+		t.last, t.seen = seq, true
+		return
+	}
+	d := t.last - seq
+	if d >= 64 {
+		st.Reorders++
+		return
+	}
+	bit := uint64(1) << d
+	if t.bits&bit != 0 {
+		st.Dups++
+		return
+	}
+	t.bits |= bit
+	st.Reorders++
+}

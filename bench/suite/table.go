@@ -1,0 +1,149 @@
+package suite
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// table is a figure table: one column per run, then ratio columns.
+type table struct {
+	title string
+	cols  []string
+	rows  [][]string
+}
+
+func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+
+func (t *table) print(w io.Writer) {
+	width := make([]int, len(t.cols))
+	for i, c := range t.cols {
+		width[i] = len(c)
+	}
+	for _, r := range t.rows {
+		for i, c := range r {
+			width[i] = max(width[i], len(c))
+		}
+	}
+	fmt.Fprintf(w, "\n%s\n", t.title)
+	line := func(cells []string) {
+		for i, c := range cells {
+			if i == 0 {
+				fmt.Fprintf(w, "  %-*s", width[i], c)
+			} else {
+				fmt.Fprintf(w, "  %*s", width[i], c)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	line(t.cols)
+	for _, r := range t.rows {
+		line(r)
+	}
+}
+
+func (t *table) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n**%s**\n\n| %s |\n|%s\n", t.title, strings.Join(t.cols, " | "), strings.Repeat("---|", len(t.cols)))
+	for _, r := range t.rows {
+		fmt.Fprintf(&b, "| %s |\n", strings.Join(r, " | "))
+	}
+	return b.String()
+}
+
+// figure is one row of a comparison table.
+type figure struct {
+	name string
+	get  func(*RunResult) (float64, bool)
+}
+
+func stepFig(name string, f func(*Step) float64, pick func(*RunResult) *Step) figure {
+	return figure{name, func(r *RunResult) (float64, bool) {
+		if s := pick(r); s != nil {
+			return f(s), true
+		}
+		return 0, false
+	}}
+}
+
+// stepFigures are the rows every publishing window prints.
+func stepFigures(pick func(*RunResult) *Step) []figure {
+	return []figure{
+		stepFig("published msg/s", func(s *Step) float64 { return s.PubRate }, pick),
+		stepFig("deliveries/s", func(s *Step) float64 { return s.DelivPerSec }, pick),
+		stepFig("p50 ms", func(s *Step) float64 { return s.P50 }, pick),
+		stepFig("p90 ms", func(s *Step) float64 { return s.P90 }, pick),
+		stepFig("p99 ms", func(s *Step) float64 { return s.P99 }, pick),
+		stepFig("p99.9 ms", func(s *Step) float64 { return s.P999 }, pick),
+		stepFig("max ms", func(s *Step) float64 { return s.Max }, pick),
+		stepFig("lost", func(s *Step) float64 { return float64(s.Lost) }, pick),
+		stepFig("duplicates", func(s *Step) float64 { return float64(s.Dups) }, pick),
+		stepFig("reorders", func(s *Step) float64 { return float64(s.Reorders) }, pick),
+		stepFig("publish errors", func(s *Step) float64 { return float64(s.PubErrors) }, pick),
+		stepFig("wire bytes/delivery", func(s *Step) float64 { return s.RxPerDeliv }, pick),
+		stepFig("server CPU %", func(s *Step) float64 { return s.ServerCPU }, pick),
+		stepFig("generator CPU %", func(s *Step) float64 { return s.GenCPU }, pick),
+		stepFig("server RSS MB", func(s *Step) float64 { return s.ServerRSSMB }, pick),
+	}
+}
+
+// compare builds a table of figs over runs, with a ratio column ours/X for
+// every run of ours against every peer and ceiling run.
+func compare(title string, runs []*RunResult, figs []figure) *table {
+	t := &table{title: title, cols: []string{"figure"}}
+	type pair struct{ a, b *RunResult }
+	var ratios []pair
+	for _, r := range runs {
+		t.cols = append(t.cols, r.Target)
+	}
+	for _, a := range runs {
+		if a.Server != "ours" {
+			continue
+		}
+		for _, b := range runs {
+			if b.Server == "peer" || b.Server == "ceiling" {
+				ratios = append(ratios, pair{a, b})
+				t.cols = append(t.cols, a.Target+"/"+b.Target)
+			}
+		}
+	}
+	for _, f := range figs {
+		row := []string{f.name}
+		for _, r := range runs {
+			if v, ok := f.get(r); ok {
+				row = append(row, num(v))
+			} else {
+				row = append(row, "-")
+			}
+		}
+		for _, p := range ratios {
+			a, oka := f.get(p.a)
+			b, okb := f.get(p.b)
+			switch {
+			case !oka || !okb:
+				row = append(row, "-")
+			case b == 0 && a == 0:
+				row = append(row, "=")
+			case b == 0:
+				row = append(row, "inf")
+			default:
+				row = append(row, fmt.Sprintf("%.2f", a/b))
+			}
+		}
+		t.add(row...)
+	}
+	return t
+}
+
+func num(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v >= 100 || v == float64(int64(v)):
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}

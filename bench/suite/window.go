@@ -1,0 +1,83 @@
+package suite
+
+import (
+	"time"
+
+	"github.com/feedgate/feedgate/bench/loadgen"
+)
+
+// load is one target under load: its server, subscribers and publishers.
+type load struct {
+	proc    *Proc
+	r       *loadgen.Reader
+	pubs    []loadgen.Publisher
+	seq     []int64 // last sequence per channel
+	subsPer []int64 // subscribers per channel
+}
+
+// window publishes at rate for dur, waits for the deliveries to drain (at
+// most drain), and returns the window's figures. Messages that arrive after
+// the drain count as lost here (and as late in the next window).
+func (l *load) window(rate float64, dur, drain time.Duration, pick func(int64) int) Step {
+	start := make([]int64, len(l.seq))
+	for i, v := range l.seq {
+		start[i] = v + 1
+	}
+	l.r.SetWindowStart(start)
+	l.r.Take()
+	pub0 := loadgen.Sum(l.pubs)
+	cpu0, gen0, t0 := l.proc.CPUTime(), cpuSelf(), time.Now()
+
+	sent := make([]int64, len(l.seq))
+	dr := loadgen.Drive(l.pubs, l.seq, sent, loadgen.Schedule{Rate: rate, Dur: dur, Pick: pick})
+	// HTTP publishers queue: wait (bounded) until every queued request ended.
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		p := loadgen.Sum(l.pubs)
+		if p.Sent+p.Errors-pub0.Sent-pub0.Errors >= dr.Sent {
+			break
+		}
+	}
+	var expected int64
+	for ci, n := range sent {
+		expected += n * l.subsPer[ci]
+	}
+	for end := time.Now().Add(drain); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if w := l.r.Peek(); w.Received-w.Dups >= expected {
+			break
+		}
+	}
+	w := l.r.Take()
+	wall := time.Since(t0).Seconds()
+	pub := loadgen.Sum(l.pubs)
+	st := Step{
+		Rate: rate, Sent: dr.Sent, Expected: expected,
+		PubRate:     float64(dr.Sent) / dr.Elapsed.Seconds(),
+		PubErrors:   pub.Errors - pub0.Errors + dr.Failed + dr.Unsent,
+		PubAcked:    pub.Acked - pub0.Acked,
+		PubBehindMs: float64(dr.MaxBehind) / 1e6,
+		Received:    w.Received, Dups: w.Dups, Reorders: w.Reorders, Late: w.Late,
+		Lost:        max(expected-(w.Received-w.Dups), 0),
+		DelivPerSec: float64(w.Received-w.Dups) / dr.Elapsed.Seconds(),
+		ServerCPU:   100 * (l.proc.CPUTime() - cpu0).Seconds() / wall,
+		GenCPU:      100 * (cpuSelf() - gen0) / wall,
+		ServerRSSMB: float64(l.proc.RSS()) / (1 << 20),
+		RxBytes:     w.RxBytes, TxBytes: pub.TxBytes - pub0.TxBytes,
+		Errors: w.Errors, Disconnects: w.Disconnects,
+		Seconds: dr.Elapsed.Seconds(),
+	}
+	if w.Received > 0 {
+		st.RxPerDeliv = float64(w.RxBytes) / float64(w.Received)
+	}
+	st.fillLatency(w.Hist)
+	return st
+}
+
+func (l *load) close() {
+	closeAll(l.pubs)
+	if l.r != nil {
+		l.r.Close()
+	}
+	if l.proc != nil {
+		l.proc.Stop()
+	}
+}
