@@ -110,4 +110,3 @@ func (c *conn) publish(fr *codec.Frame) {
 		c.send(&codec.Frame{Type: codec.FrameAck, Ref: ref, Channel: ch, Msg: codec.Message{ID: id}})
 	})
 }
-

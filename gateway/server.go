@@ -202,7 +202,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // slogPrintf adapts fasthttp's Printf logger to slog.
-type slogPrintf struct{ l interface{ Warn(string, ...any) } }
+type slogPrintf struct {
+	l interface{ Warn(string, ...any) }
+}
 
 func (p slogPrintf) Printf(format string, args ...any) {
 	p.l.Warn("fasthttp", "msg", strings.TrimSpace(fmt.Sprintf(format, args...)))

@@ -1,0 +1,238 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+
+	"github.com/feedgate/feedgate/codec"
+)
+
+// Options configure Dial. The zero value connects in JSON without credentials.
+type Options struct {
+	Format codec.Format
+	// APIKey ("id:secret") authenticates a publisher.
+	APIKey string
+	// Buffer is the capacity of the Messages channel (default 4096).
+	Buffer int
+	// Dialer overrides the WebSocket dialer (e.g. to bind a source address).
+	Dialer *websocket.Dialer
+}
+
+// ErrClosed is returned by calls on a closed connection.
+var ErrClosed = errors.New("client: connection closed")
+
+// Client is one connection to an edge.
+type Client struct {
+	ws     *websocket.Conn
+	format codec.Format
+	msgs   chan codec.Message
+	errs   chan *codec.Error
+	done   chan struct{}
+	ref    atomic.Uint64
+
+	wmu sync.Mutex // serialises writes
+
+	mu         sync.Mutex // guards the fields below
+	pending    map[uint64]chan codec.Frame
+	disconnect *codec.Error
+	readErr    error
+}
+
+// Dial connects to an edge. url is the edge's base WebSocket URL, e.g.
+// "ws://127.0.0.1:8080"; the path /v1/ws and the format are added.
+func Dial(ctx context.Context, url string, o Options) (*Client, error) {
+	if o.Buffer <= 0 {
+		o.Buffer = 4096
+	}
+	d := o.Dialer
+	if d == nil {
+		d = &websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 4096}
+	}
+	h := http.Header{}
+	if o.APIKey != "" {
+		h.Set("Authorization", "Bearer "+o.APIKey)
+	}
+	ws, resp, err := d.DialContext(ctx, fmt.Sprintf("%s/v1/ws?format=%s", url, o.Format), h)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("client: dial %s: %w (HTTP %d)", url, err, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("client: dial %s: %w", url, err)
+	}
+	c := &Client{
+		ws:      ws,
+		format:  o.Format,
+		msgs:    make(chan codec.Message, o.Buffer),
+		errs:    make(chan *codec.Error, 64),
+		done:    make(chan struct{}),
+		pending: make(map[uint64]chan codec.Frame),
+	}
+	go c.readLoop()
+	return c, nil
+}
+
+// Messages delivers the messages of every attached channel, in arrival
+// order. It is closed when the connection ends.
+func (c *Client) Messages() <-chan codec.Message { return c.msgs }
+
+// Errors delivers error frames that answer no request of this client
+// (e.g. a frame the edge could not parse). Older ones are dropped if unread.
+func (c *Client) Errors() <-chan *codec.Error { return c.errs }
+
+// Done is closed when the connection has ended.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Disconnect returns the reason the edge gave for ending the connection, if
+// it gave one (read it after Done is closed).
+func (c *Client) Disconnect() *codec.Error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.disconnect
+}
+
+// Attach attaches a channel and waits for the edge's answer.
+func (c *Client) Attach(ctx context.Context, channel string, opts codec.AttachOptions) error {
+	_, err := c.request(ctx, &codec.Frame{Type: codec.FrameAttach, Channel: channel, Options: opts})
+	return err
+}
+
+// Detach detaches a channel; no message of it follows the answer.
+func (c *Client) Detach(ctx context.Context, channel string) error {
+	_, err := c.request(ctx, &codec.Frame{Type: codec.FrameDetach, Channel: channel})
+	return err
+}
+
+// PublishOptions are the optional fields of a publish.
+type PublishOptions struct {
+	ID   string // makes retries idempotent within the edge's dedup window
+	Name string
+}
+
+// Publish publishes data (one JSON value) on an attached channel and waits
+// for the ack; it returns the message's ID, or the nack as an *codec.Error.
+func (c *Client) Publish(ctx context.Context, channel string, data []byte, o PublishOptions) (string, error) {
+	fr, err := c.request(ctx, &codec.Frame{Type: codec.FramePublish, Channel: channel, Msg: codec.Message{ID: o.ID, Name: o.Name, Data: data}})
+	if err != nil {
+		return "", err
+	}
+	return fr.Msg.ID, nil
+}
+
+// SendRaw writes one WebSocket message as it is: for testing how an edge
+// treats malformed input. binary selects a binary message.
+func (c *Client) SendRaw(b []byte, binary bool) error {
+	t := websocket.TextMessage
+	if binary {
+		t = websocket.BinaryMessage
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.ws.WriteMessage(t, b)
+}
+
+// Close closes the connection.
+func (c *Client) Close() error {
+	c.wmu.Lock()
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	c.wmu.Unlock()
+	err := c.ws.Close()
+	<-c.done
+	return err
+}
+
+func (c *Client) request(ctx context.Context, fr *codec.Frame) (codec.Frame, error) {
+	fr.Ref = c.ref.Add(1)
+	reply := make(chan codec.Frame, 1)
+	c.mu.Lock()
+	if c.pending == nil {
+		c.mu.Unlock()
+		return codec.Frame{}, ErrClosed
+	}
+	c.pending[fr.Ref] = reply
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, fr.Ref)
+		c.mu.Unlock()
+	}()
+	if err := c.write(fr); err != nil {
+		return codec.Frame{}, err
+	}
+	select {
+	case r := <-reply:
+		if r.Err != nil {
+			return r, r.Err
+		}
+		return r, nil
+	case <-c.done:
+		return codec.Frame{}, ErrClosed
+	case <-ctx.Done():
+		return codec.Frame{}, ctx.Err()
+	}
+}
+
+func (c *Client) write(fr *codec.Frame) error {
+	b, err := c.format.Encode(fr)
+	if err != nil {
+		return err
+	}
+	return c.SendRaw(b, c.format.Binary())
+}
+
+func (c *Client) readLoop() {
+	defer func() {
+		c.mu.Lock()
+		c.pending = nil
+		c.mu.Unlock()
+		close(c.msgs)
+		close(c.done)
+	}()
+	for {
+		_, b, err := c.ws.ReadMessage()
+		if err != nil {
+			c.mu.Lock()
+			c.readErr = err
+			c.mu.Unlock()
+			return
+		}
+		fr, err := c.format.Decode(b)
+		if err != nil {
+			c.pushError(codec.AsError(err))
+			continue
+		}
+		switch fr.Type {
+		case codec.FrameMessage:
+			fr.Msg.Channel = fr.Channel
+			c.msgs <- fr.Msg
+		case codec.FrameHeartbeat:
+			_ = c.write(&codec.Frame{Type: codec.FrameHeartbeat})
+		case codec.FrameDisconnect:
+			c.mu.Lock()
+			c.disconnect = fr.Err
+			c.mu.Unlock()
+		default:
+			c.mu.Lock()
+			ch := c.pending[fr.Ref]
+			c.mu.Unlock()
+			if ch != nil && fr.Ref != 0 {
+				ch <- fr
+			} else if fr.Err != nil {
+				c.pushError(fr.Err)
+			}
+		}
+	}
+}
+
+func (c *Client) pushError(e *codec.Error) {
+	select {
+	case c.errs <- e:
+	default:
+	}
+}
