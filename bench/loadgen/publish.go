@@ -21,6 +21,9 @@ type Publisher interface {
 	Send(ci int, seq int64) error
 	// Stats reports what was sent and acknowledged so far.
 	Stats() PubStats
+	// AddFailures adds, per channel index, the messages refused so far
+	// (failed requests, nacks, error replies) to dst.
+	AddFailures(dst []int64)
 	// Close waits for queued messages (bounded) and closes the connections.
 	Close()
 }
@@ -53,6 +56,20 @@ func Sum(pubs []Publisher) PubStats {
 
 type pubCounters struct {
 	sent, acked, errs, tx atomic.Int64
+	failed                []atomic.Int64 // per channel index
+}
+
+func (c *pubCounters) fail(ci int) {
+	c.errs.Add(1)
+	if ci >= 0 && ci < len(c.failed) {
+		c.failed[ci].Add(1)
+	}
+}
+
+func (c *pubCounters) AddFailures(dst []int64) {
+	for i := range c.failed {
+		dst[i] += c.failed[i].Load()
+	}
 }
 
 func (c *pubCounters) stats() PubStats {
@@ -67,8 +84,10 @@ type httpJob struct {
 	seq int64
 }
 
-// httpPub posts each message as one HTTP request. Channel ci is always
-// served by worker ci%workers, so one channel's messages stay in order.
+// httpPub posts each message as one HTTP request. When ordered, channel ci
+// is always served by worker ci%workers, so one channel's messages stay in
+// order; otherwise every worker takes the next message, which keeps several
+// requests in flight on one channel (and may reorder them).
 type httpPub struct {
 	t        Target
 	channels []string
@@ -81,18 +100,24 @@ type httpPub struct {
 
 // NewHTTPPublisher returns a publisher using the target's HTTP publish
 // endpoint with the given number of keep-alive connections.
-func NewHTTPPublisher(t Target, channels []string, payload Payload, workers int) (Publisher, error) {
+func NewHTTPPublisher(t Target, channels []string, payload Payload, workers int, ordered bool) (Publisher, error) {
 	if err := checkLoopback(t.Addr); err != nil {
 		return nil, err
 	}
 	p := &httpPub{t: t, channels: channels, payload: payload,
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers, DisableCompression: true}}}
+	p.failed = make([]atomic.Int64, len(channels))
+	queues := workers
+	if !ordered {
+		queues = 1
+	}
+	for q := 0; q < queues; q++ {
+		p.queues = append(p.queues, make(chan httpJob, 4096))
+	}
 	for w := 0; w < workers; w++ {
-		q := make(chan httpJob, 4096)
-		p.queues = append(p.queues, q)
 		p.wg.Add(1)
-		go p.worker(q)
+		go p.worker(p.queues[w%queues])
 	}
 	return p, nil
 }
@@ -101,7 +126,7 @@ func (p *httpPub) Send(ci int, seq int64) error {
 	select {
 	case p.queues[ci%len(p.queues)] <- httpJob{ci, seq}:
 		return nil
-	default:
+	default: // not counted as sent by the caller either
 		p.errs.Add(1)
 		return errors.New("http publisher queue full")
 	}
@@ -133,13 +158,13 @@ func (p *httpPub) worker(q chan httpJob) {
 		}
 		resp, err := p.client.Post(p.url(j.ci), "application/json", bytes.NewReader(body))
 		if err != nil {
-			p.errs.Add(1)
+			p.fail(j.ci)
 			continue
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			p.errs.Add(1)
+			p.fail(j.ci)
 			continue
 		}
 		p.sent.Add(1)
@@ -171,11 +196,12 @@ type wsPub struct {
 	payload  Payload
 	w        *wsConn
 
-	mu   sync.Mutex // guards the fields below and writes on w
-	ref  int64
-	msg  []byte
-	out  []byte
-	done chan struct{}
+	mu      sync.Mutex // guards the fields below and writes on w
+	ref     int64
+	pending map[int64]int // ref -> channel index, until acknowledged
+	msg     []byte
+	out     []byte
+	done    chan struct{}
 
 	attached atomic.Int64
 	pubCounters
@@ -204,7 +230,9 @@ func NewWSPublisher(t Target, channels []string, owned []int, payload Payload) (
 		return nil, fmt.Errorf("publisher: %w", err)
 	}
 	w.nc.SetDeadline(time.Time{})
-	p := &wsPub{t: t, channels: channels, payload: payload, w: w, ref: 1 << 20, done: make(chan struct{})}
+	p := &wsPub{t: t, channels: channels, payload: payload, w: w, ref: 1 << 20, done: make(chan struct{}),
+		pending: make(map[int64]int)}
+	p.failed = make([]atomic.Int64, len(channels))
 	go p.readLoop()
 	deadline := time.Now().Add(10 * time.Second)
 	for p.attached.Load() < want && time.Now().Before(deadline) {
@@ -244,9 +272,10 @@ func (p *wsPub) Send(ci int, seq int64) error {
 	p.out = appendClientFrame(p.out[:0], opText, m)
 	p.w.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	if _, err := p.w.nc.Write(p.out); err != nil {
-		p.errs.Add(1)
+		p.errs.Add(1) // not counted as sent by the caller either
 		return err
 	}
+	p.pending[p.ref] = ci
 	p.sent.Add(1)
 	p.tx.Add(int64(len(p.out)))
 	return nil
@@ -296,16 +325,23 @@ func (p *wsPub) readLoop() {
 }
 
 func (p *wsPub) onReply(u []byte) {
+	refKey := []byte(`"ref":`)
+	if p.t.Kind == Peer {
+		refKey = []byte(`"id":`)
+	}
+	ref, hasRef := jsonIntAfter(u, refKey)
 	if p.t.Kind == Ours {
 		switch {
 		case bytes.Contains(u, []byte(`"type":"ack"`)):
-			p.acked.Add(1)
+			p.settle(ref, true)
 		case bytes.Contains(u, jsonAttached):
 			p.attached.Add(1)
 		case bytes.Contains(u, jsonHeartbeat):
 			p.writeControl(heartbeatJSON)
 		case bytes.Contains(u, jsonNack), bytes.Contains(u, jsonError):
-			p.errs.Add(1)
+			if !hasRef || !p.settle(ref, false) {
+				p.errs.Add(1)
+			}
 		}
 		return
 	}
@@ -313,12 +349,32 @@ func (p *wsPub) onReply(u []byte) {
 	case len(u) == 2 && u[0] == '{' && u[1] == '}':
 		p.writeControl(peerPong)
 	case bytes.Contains(u, jsonError):
-		p.errs.Add(1)
+		if !hasRef || !p.settle(ref, false) {
+			p.errs.Add(1)
+		}
 	case bytes.HasPrefix(u, []byte(`{"id":1,"connect"`)):
 		p.attached.Add(1)
 	case bytes.HasPrefix(u, peerReply):
-		p.acked.Add(1)
+		p.settle(ref, true)
 	}
+}
+
+// settle records the reply to the message with reference ref; it reports
+// whether that message was outstanding.
+func (p *wsPub) settle(ref int64, ok bool) bool {
+	p.mu.Lock()
+	ci, found := p.pending[ref]
+	delete(p.pending, ref)
+	p.mu.Unlock()
+	switch {
+	case !found:
+		return false
+	case ok:
+		p.acked.Add(1)
+	default:
+		p.fail(ci)
+	}
+	return true
 }
 
 func (p *wsPub) Stats() PubStats { return p.stats() }

@@ -199,13 +199,19 @@ func (s *Suite) start(server, format string, extraArgs, env []string) (*Proc, lo
 	return p, t, err
 }
 
+// ceilingPosters is how many HTTP requests the generator keeps in flight to
+// the ceiling server, which has no WebSocket publish: its POST returns only
+// once the flusher took the message, so one request at a time would cap the
+// rate near one message per flusher pass.
+const ceilingPosters = 16
+
 // publishers returns the publishers for a target: n WebSocket publishers
 // (channel ci owned by publisher ci%n) for ours and the peer; HTTP POST with
-// n keep-alive connections for the ceiling, which has no WebSocket publish.
-func publishers(t loadgen.Target, channels []string, n int, payload loadgen.Payload) ([]loadgen.Publisher, string, error) {
+// ceilingPosters concurrent requests for the ceiling.
+func publishers(t loadgen.Target, channels []string, n int, payload loadgen.Payload) ([]loadgen.Publisher, error) {
 	if t.Kind == loadgen.Ceiling {
-		p, err := loadgen.NewHTTPPublisher(t, channels, payload, n)
-		return []loadgen.Publisher{p}, fmt.Sprintf("HTTP POST, %d keep-alive connection(s)", n), err
+		p, err := loadgen.NewHTTPPublisher(t, channels, payload, ceilingPosters, false)
+		return []loadgen.Publisher{p}, err
 	}
 	var pubs []loadgen.Publisher
 	for k := 0; k < n; k++ {
@@ -216,11 +222,11 @@ func publishers(t loadgen.Target, channels []string, n int, payload loadgen.Payl
 		p, err := loadgen.NewWSPublisher(t, channels, owned, payload)
 		if err != nil {
 			closeAll(pubs)
-			return nil, "", err
+			return nil, err
 		}
 		pubs = append(pubs, p)
 	}
-	return pubs, fmt.Sprintf("%d WebSocket publisher(s)", n), nil
+	return pubs, nil
 }
 
 func closeAll(pubs []loadgen.Publisher) {

@@ -26,6 +26,10 @@ func (l *load) window(rate float64, dur, drain time.Duration, pick func(int64) i
 	l.r.SetWindowStart(start)
 	l.r.Take()
 	pub0 := loadgen.Sum(l.pubs)
+	fail0 := make([]int64, len(l.seq))
+	for _, p := range l.pubs {
+		p.AddFailures(fail0)
+	}
 	cpu0, gen0, t0 := l.proc.CPUTime(), cpuSelf(), time.Now()
 
 	sent := make([]int64, len(l.seq))
@@ -37,9 +41,14 @@ func (l *load) window(rate float64, dur, drain time.Duration, pick func(int64) i
 			break
 		}
 	}
+	// Refused messages are publish errors, not losses.
+	fail := make([]int64, len(l.seq))
+	for _, p := range l.pubs {
+		p.AddFailures(fail)
+	}
 	var expected int64
 	for ci, n := range sent {
-		expected += n * l.subsPer[ci]
+		expected += (n - (fail[ci] - fail0[ci])) * l.subsPer[ci]
 	}
 	for end := time.Now().Add(drain); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		if w := l.r.Peek(); w.Received-w.Dups >= expected {

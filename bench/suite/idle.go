@@ -1,0 +1,103 @@
+package suite
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/feedgate/feedgate/bench/loadgen"
+)
+
+// IdleParams: many subscribed connections that receive nothing.
+type IdleParams struct {
+	Connections int     `json:"connections"`
+	Channels    int     `json:"channels"` // connection i attaches to channel i mod channels
+	Concurrency int     `json:"dials_in_flight"`
+	SettleSec   float64 `json:"settle_sec"` // wait before reading memory
+}
+
+func idleParams(quick bool) IdleParams {
+	p := IdleParams{Connections: 19000, Channels: 100, Concurrency: 64, SettleSec: 2}
+	if quick {
+		p.Connections, p.SettleSec = 3000, 1
+	}
+	return p
+}
+
+func (s *Suite) idle() *ScenarioResult {
+	p := idleParams(s.opt.Quick)
+	sr := s.section("idle", p)
+	for _, server := range s.servers(sr, "ours", "peer") {
+		sr.Runs = append(sr.Runs, s.idleRun(server, p))
+	}
+	get := func(f func(*IdleFig) float64) func(*RunResult) (float64, bool) {
+		return func(r *RunResult) (float64, bool) {
+			if r.Idle == nil {
+				return 0, false
+			}
+			return f(r.Idle), true
+		}
+	}
+	s.emit(compare(fmt.Sprintf("idle: %d subscribed connections", p.Connections), sr.Runs, []figure{
+		{"connections", get(func(f *IdleFig) float64 { return float64(f.Conns) })},
+		{"connections/s while connecting", get(func(f *IdleFig) float64 { return f.ConnPerSec })},
+		{"RSS before MB", get(func(f *IdleFig) float64 { return f.RSSBeforeMB })},
+		{"RSS after MB", get(func(f *IdleFig) float64 { return f.RSSAfterMB })},
+		{"RSS per connection KB", get(func(f *IdleFig) float64 { return f.RSSPerConnKB })},
+		{"Go heap per connection KB", get(func(f *IdleFig) float64 { return f.HeapPerConnKB })},
+		{"server CPU % while connecting", get(func(f *IdleFig) float64 { return f.ServerCPUPct })},
+		{"generator CPU % while connecting", get(func(f *IdleFig) float64 { return f.GenCPUPct })},
+	}))
+	return sr
+}
+
+func (s *Suite) idleRun(server string, p IdleParams) *RunResult {
+	run := &RunResult{Server: server, Target: server}
+	proc, t, err := s.start(server, "json", nil, nil)
+	if err != nil {
+		run.Error = err.Error()
+		s.printf("idle %s: %v\n", server, err)
+		return run
+	}
+	run.Target = t.Name
+	l := &load{proc: proc}
+	defer l.close()
+	if l.r, err = loadgen.NewReader(t, p.Channels); err != nil {
+		run.Error = err.Error()
+		return run
+	}
+	channels := make([]string, p.Channels)
+	for i := range channels {
+		channels[i] = "idle:" + strconv.Itoa(i)
+	}
+	subs := make([]*loadgen.Sub, p.Connections)
+	for i := range subs {
+		subs[i] = loadgen.NewSub(i, []int32{int32(i % p.Channels)})
+	}
+	time.Sleep(secs(p.SettleSec)) // let the fresh server reach its resting size
+	heap0, hasHeap := proc.GoHeap()
+	rss0, cpu0, gen0, t0 := proc.RSS(), proc.CPUTime(), cpuSelf(), time.Now()
+	cr := loadgen.Connect(l.r, subs, channels, p.Concurrency, int64(p.Connections), connectTimeout(p.Connections))
+	wall := time.Since(t0).Seconds()
+	f := &IdleFig{Conns: cr.Attached, ConnPerSec: float64(cr.Attached) / cr.Elapsed.Seconds(),
+		ServerCPUPct: 100 * (proc.CPUTime() - cpu0).Seconds() / wall, GenCPUPct: 100 * (cpuSelf() - gen0) / wall}
+	run.Connect = &cr
+	run.ConnPerSec = f.ConnPerSec
+	time.Sleep(secs(p.SettleSec))
+	rss1 := proc.RSS()
+	f.RSSBeforeMB, f.RSSAfterMB = float64(rss0)/(1<<20), float64(rss1)/(1<<20)
+	if cr.Attached > 0 {
+		f.RSSPerConnKB = float64(rss1-rss0) / 1024 / float64(cr.Attached)
+	}
+	if heap1, ok := proc.GoHeap(); ok && hasHeap && cr.Attached > 0 {
+		f.HeapBeforeMB, f.HeapAfterMB = float64(heap0)/(1<<20), float64(heap1)/(1<<20)
+		f.HeapPerConnKB = float64(heap1-heap0) / 1024 / float64(cr.Attached)
+	}
+	run.Idle = f
+	if cr.Attached < int64(p.Connections) {
+		run.Error = fmt.Sprintf("only %d of %d connections attached: %s", cr.Attached, p.Connections, cr.FirstErr)
+	}
+	s.printf("idle %s: %d conns at %.0f/s, RSS %.1f -> %.1f MB (%.1f KB/conn), heap %.1f KB/conn, srvCPU=%.0f%% genCPU=%.0f%%\n",
+		t.Name, f.Conns, f.ConnPerSec, f.RSSBeforeMB, f.RSSAfterMB, f.RSSPerConnKB, f.HeapPerConnKB, f.ServerCPUPct, f.GenCPUPct)
+	return run
+}
