@@ -15,23 +15,24 @@ import (
 	"github.com/feedgate/feedgate/client"
 	"github.com/feedgate/feedgate/codec"
 	"github.com/feedgate/feedgate/gateway"
+	"github.com/feedgate/feedgate/internal/edgetest"
 )
 
 func TestFanOutBothFormats(t *testing.T) {
-	e := MustStartEdge(t, gateway.Config{}, nil)
-	pub := MustDial(t, e.url, client.Options{})
-	MustAttach(t, pub, "odds:1", codec.AttachOptions{PublishOnly: true})
+	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	pub := edgetest.MustDial(t, e.URL, client.Options{})
+	edgetest.MustAttach(t, pub, "odds:1", codec.AttachOptions{PublishOnly: true})
 	var subs []*client.Client
 	for i := 0; i < 6; i++ {
-		c := MustDial(t, e.url, client.Options{Format: codec.Format(i % 2)})
-		MustAttach(t, c, "odds:1", codec.AttachOptions{})
-		MustAttach(t, c, "odds:2", codec.AttachOptions{})
+		c := edgetest.MustDial(t, e.URL, client.Options{Format: codec.Format(i % 2)})
+		edgetest.MustAttach(t, c, "odds:1", codec.AttachOptions{})
+		edgetest.MustAttach(t, c, "odds:2", codec.AttachOptions{})
 		subs = append(subs, c)
 	}
 	const n = 200
 	ids := make([]string, n)
 	for i := range n {
-		id, err := pub.Publish(ctx10(t), "odds:1", fmt.Appendf(nil, `{"seq":%d,"price":1.5}`, i), client.PublishOptions{Name: "price"})
+		id, err := pub.Publish(edgetest.Ctx10(t), "odds:1", fmt.Appendf(nil, `{"seq":%d,"price":1.5}`, i), client.PublishOptions{Name: "price"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -39,7 +40,7 @@ func TestFanOutBothFormats(t *testing.T) {
 	}
 	for si, c := range subs {
 		for i := range n {
-			m := nextMessage(t, c)
+			m := edgetest.NextMessage(t, c)
 			want := fmt.Sprintf(`{"price":1.5,"seq":%d}`, i)
 			if si%2 == 0 {
 				want = fmt.Sprintf(`{"seq":%d,"price":1.5}`, i) // JSON subscribers get the bytes as published
@@ -58,31 +59,31 @@ func TestFanOutBothFormats(t *testing.T) {
 }
 
 func TestDetachStopsDelivery(t *testing.T) {
-	e := MustStartEdge(t, gateway.Config{}, nil)
-	c := MustDial(t, e.url, client.Options{})
-	MustAttach(t, c, "a", codec.AttachOptions{})
-	MustAttach(t, c, "b", codec.AttachOptions{})
-	if _, err := c.Publish(ctx10(t), "a", []byte(`1`), client.PublishOptions{}); err != nil {
+	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	c := edgetest.MustDial(t, e.URL, client.Options{})
+	edgetest.MustAttach(t, c, "a", codec.AttachOptions{})
+	edgetest.MustAttach(t, c, "b", codec.AttachOptions{})
+	if _, err := c.Publish(edgetest.Ctx10(t), "a", []byte(`1`), client.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Detach(ctx10(t), "a"); err != nil {
+	if err := c.Detach(edgetest.Ctx10(t), "a"); err != nil {
 		t.Fatal(err)
 	}
-	if got := nextMessage(t, c); got.Channel != "a" {
+	if got := edgetest.NextMessage(t, c); got.Channel != "a" {
 		t.Fatalf("got %+v", got)
 	}
 	// Publishing on a detached channel is refused; b still works and its
 	// message is the next one: nothing of a arrives after detached.
-	if _, err := c.Publish(ctx10(t), "a", []byte(`2`), client.PublishOptions{}); !errors(err, codec.CodeNotAttached) {
+	if _, err := c.Publish(edgetest.Ctx10(t), "a", []byte(`2`), client.PublishOptions{}); !errors(err, codec.CodeNotAttached) {
 		t.Fatalf("publish after detach: %v", err)
 	}
-	if _, err := c.Publish(ctx10(t), "b", []byte(`3`), client.PublishOptions{}); err != nil {
+	if _, err := c.Publish(edgetest.Ctx10(t), "b", []byte(`3`), client.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := nextMessage(t, c); got.Channel != "b" || string(got.Data) != "3" {
+	if got := edgetest.NextMessage(t, c); got.Channel != "b" || string(got.Data) != "3" {
 		t.Fatalf("got %+v", got)
 	}
-	if err := c.Detach(ctx10(t), "a"); !errors(err, codec.CodeNotAttached) {
+	if err := c.Detach(edgetest.Ctx10(t), "a"); !errors(err, codec.CodeNotAttached) {
 		t.Fatalf("second detach: %v", err)
 	}
 }
@@ -93,20 +94,20 @@ func errors(err error, c codec.Code) bool {
 }
 
 func TestBadInput(t *testing.T) {
-	e := MustStartEdge(t, gateway.Config{MaxFrameSize: 1024, MaxChannelsPerConn: 3, MaxErrors: 100}, nil)
+	e := edgetest.MustStartEdge(t, gateway.Config{MaxFrameSize: 1024, MaxChannelsPerConn: 3, MaxErrors: 100}, nil)
 	// A bystander on the same edge must see nothing of it.
-	bystander := MustDial(t, e.url, client.Options{})
-	MustAttach(t, bystander, "calm", codec.AttachOptions{})
+	bystander := edgetest.MustDial(t, e.URL, client.Options{})
+	edgetest.MustAttach(t, bystander, "calm", codec.AttachOptions{})
 
 	for _, f := range []codec.Format{codec.FormatJSON, codec.FormatMsgpack} {
 		t.Run(f.String(), func(t *testing.T) {
-			c := MustDial(t, e.url, client.Options{Format: f})
+			c := edgetest.MustDial(t, e.URL, client.Options{Format: f})
 			raw := func(b []byte, code codec.Code) {
 				t.Helper()
 				if err := c.SendRaw(b, f.Binary()); err != nil {
 					t.Fatal(err)
 				}
-				if got := nextError(t, c); got.Code != code {
+				if got := edgetest.NextError(t, c); got.Code != code {
 					t.Fatalf("sent %q: got %v, want code %v", b, got, code)
 				}
 			}
@@ -123,7 +124,7 @@ func TestBadInput(t *testing.T) {
 			big, _ := f.Encode(&codec.Frame{Type: codec.FramePublish, Channel: "x", Msg: codec.Message{Data: []byte(`"` + strings.Repeat("x", 2000) + `"`)}})
 			raw(big, codec.CodeFrameTooLarge)
 
-			ctx := ctx10(t)
+			ctx := edgetest.Ctx10(t)
 			for _, tc := range []struct {
 				name string
 				do   func() error
@@ -160,7 +161,7 @@ func TestBadInput(t *testing.T) {
 			if _, err := c.Publish(ctx, "c1", []byte(`{"ok":true}`), client.PublishOptions{}); err != nil {
 				t.Fatalf("publish after bad input: %v", err)
 			}
-			if m := nextMessage(t, c); m.Channel != "c1" {
+			if m := edgetest.NextMessage(t, c); m.Channel != "c1" {
 				t.Fatalf("got %+v", m)
 			}
 		})
@@ -177,10 +178,10 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestGarbageDisconnects(t *testing.T) {
-	e := MustStartEdge(t, gateway.Config{MaxErrors: 5}, nil)
-	bystander := MustDial(t, e.url, client.Options{})
-	MustAttach(t, bystander, "calm", codec.AttachOptions{})
-	c := MustDial(t, e.url, client.Options{})
+	e := edgetest.MustStartEdge(t, gateway.Config{MaxErrors: 5}, nil)
+	bystander := edgetest.MustDial(t, e.URL, client.Options{})
+	edgetest.MustAttach(t, bystander, "calm", codec.AttachOptions{})
+	c := edgetest.MustDial(t, e.URL, client.Options{})
 	for i := 0; i < 20; i++ {
 		if err := c.SendRaw([]byte("garbage"), false); err != nil {
 			break // the edge may already have closed the connection
@@ -194,10 +195,10 @@ func TestGarbageDisconnects(t *testing.T) {
 	if d := c.Disconnect(); d == nil || d.Code != codec.CodeTooManyErrors {
 		t.Fatalf("disconnect reason %v, want too_many_errors", d)
 	}
-	if _, err := bystander.Publish(ctx10(t), "calm", []byte(`1`), client.PublishOptions{}); err != nil {
+	if _, err := bystander.Publish(edgetest.Ctx10(t), "calm", []byte(`1`), client.PublishOptions{}); err != nil {
 		t.Fatalf("bystander publish: %v", err)
 	}
-	if m := nextMessage(t, bystander); string(m.Data) != "1" {
+	if m := edgetest.NextMessage(t, bystander); string(m.Data) != "1" {
 		t.Fatalf("bystander got %+v", m)
 	}
 }
@@ -207,21 +208,21 @@ func TestPublishNeedsKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := MustStartEdge(t, gateway.Config{Authorizer: a}, nil)
-	sub := MustDial(t, e.url, client.Options{})
-	MustAttach(t, sub, "c", codec.AttachOptions{})
-	if _, err := sub.Publish(ctx10(t), "c", []byte(`1`), client.PublishOptions{}); !errors(err, codec.CodeUnauthorized) {
+	e := edgetest.MustStartEdge(t, gateway.Config{Authorizer: a}, nil)
+	sub := edgetest.MustDial(t, e.URL, client.Options{})
+	edgetest.MustAttach(t, sub, "c", codec.AttachOptions{})
+	if _, err := sub.Publish(edgetest.Ctx10(t), "c", []byte(`1`), client.PublishOptions{}); !errors(err, codec.CodeUnauthorized) {
 		t.Fatalf("subscriber publish: %v", err)
 	}
-	if _, err := client.Dial(ctx10(t), e.url, client.Options{APIKey: "feed1:wrong-secret-0000"}); err == nil {
+	if _, err := client.Dial(edgetest.Ctx10(t), e.URL, client.Options{APIKey: "feed1:wrong-secret-0000"}); err == nil {
 		t.Fatal("dial with a wrong key succeeded")
 	}
-	pub := MustDial(t, e.url, client.Options{APIKey: "feed1:0123456789abcdef"})
-	MustAttach(t, pub, "c", codec.AttachOptions{PublishOnly: true})
-	if _, err := pub.Publish(ctx10(t), "c", []byte(`2`), client.PublishOptions{}); err != nil {
+	pub := edgetest.MustDial(t, e.URL, client.Options{APIKey: "feed1:0123456789abcdef"})
+	edgetest.MustAttach(t, pub, "c", codec.AttachOptions{PublishOnly: true})
+	if _, err := pub.Publish(edgetest.Ctx10(t), "c", []byte(`2`), client.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if m := nextMessage(t, sub); string(m.Data) != "2" {
+	if m := edgetest.NextMessage(t, sub); string(m.Data) != "2" {
 		t.Fatalf("got %+v", m)
 	}
 	// HTTP: no key, wrong key, right key.
@@ -229,7 +230,7 @@ func TestPublishNeedsKey(t *testing.T) {
 		key  string
 		want int
 	}{{"", 401}, {"feed1:nope-nope-nope-nope", 401}, {"feed1:0123456789abcdef", 200}} {
-		if got, body := httpPublish(t, e.api+"/v1/channels/c/messages", tc.key, `{"data":3}`); got != tc.want {
+		if got, body := httpPublish(t, e.API+"/v1/channels/c/messages", tc.key, `{"data":3}`); got != tc.want {
 			t.Errorf("HTTP publish with key %q: status %d (%s), want %d", tc.key, got, body, tc.want)
 		}
 	}
@@ -237,7 +238,7 @@ func TestPublishNeedsKey(t *testing.T) {
 
 func httpPublish(tb testing.TB, url, key, body string) (int, string) {
 	tb.Helper()
-	req, _ := http.NewRequestWithContext(ctx10(tb), "POST", url, strings.NewReader(body))
+	req, _ := http.NewRequestWithContext(edgetest.Ctx10(tb), "POST", url, strings.NewReader(body))
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
@@ -251,10 +252,10 @@ func httpPublish(tb testing.TB, url, key, body string) (int, string) {
 }
 
 func TestHTTPBatchPublish(t *testing.T) {
-	e := MustStartEdge(t, gateway.Config{}, nil)
-	sub := MustDial(t, e.url, client.Options{Format: codec.FormatMsgpack})
-	MustAttach(t, sub, "mk/1", codec.AttachOptions{})
-	status, body := httpPublish(t, e.api+"/v1/channels/mk/1/messages", "", `{"messages":[{"data":{"p":1}},{"id":"x-2","name":"price","data":{"p":2}},{"data":[3]}]}`)
+	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	sub := edgetest.MustDial(t, e.URL, client.Options{Format: codec.FormatMsgpack})
+	edgetest.MustAttach(t, sub, "mk/1", codec.AttachOptions{})
+	status, body := httpPublish(t, e.API+"/v1/channels/mk/1/messages", "", `{"messages":[{"data":{"p":1}},{"id":"x-2","name":"price","data":{"p":2}},{"data":[3]}]}`)
 	if status != 200 {
 		t.Fatalf("status %d: %s", status, body)
 	}
@@ -263,7 +264,7 @@ func TestHTTPBatchPublish(t *testing.T) {
 		t.Fatalf("body %s (%v)", body, err)
 	}
 	for i, want := range []string{`{"p":1}`, `{"p":2}`, `[3]`} {
-		m := nextMessage(t, sub)
+		m := edgetest.NextMessage(t, sub)
 		if string(m.Data) != want || m.ID != res.Results[i].ID {
 			t.Fatalf("message %d: %+v data %s", i, m, m.Data)
 		}
@@ -273,16 +274,16 @@ func TestHTTPBatchPublish(t *testing.T) {
 		{"/v1/channels/ok/messages", `{"data":}`},
 		{"/v1/channels/ok/messages", `{"name":"no data"}`},
 	} {
-		if status, body := httpPublish(t, e.api+tc.path, "", tc.body); status != 400 || !bytes.Contains([]byte(body), []byte(`"code":40`)) {
+		if status, body := httpPublish(t, e.API+tc.path, "", tc.body); status != 400 || !bytes.Contains([]byte(body), []byte(`"code":40`)) {
 			t.Errorf("%s %s: status %d body %s", tc.path, tc.body, status, body)
 		}
 	}
 }
 
 func TestHealthAndReady(t *testing.T) {
-	e := MustStartEdge(t, gateway.Config{}, nil)
+	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
 	for _, p := range []string{"/healthz", "/readyz"} {
-		resp, err := http.Get(e.api + p)
+		resp, err := http.Get(e.API + p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -294,12 +295,12 @@ func TestHealthAndReady(t *testing.T) {
 }
 
 func TestShutdownTellsClients(t *testing.T) {
-	e := MustStartEdge(t, gateway.Config{}, nil)
-	c := MustDial(t, e.url, client.Options{})
-	MustAttach(t, c, "x", codec.AttachOptions{})
+	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	c := edgetest.MustDial(t, e.URL, client.Options{})
+	edgetest.MustAttach(t, c, "x", codec.AttachOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	go e.srv.Shutdown(ctx)
+	go e.Srv.Shutdown(ctx)
 	select {
 	case <-c.Done():
 	case <-time.After(10 * time.Second):
@@ -311,12 +312,12 @@ func TestShutdownTellsClients(t *testing.T) {
 }
 
 func TestIdleClientDropped(t *testing.T) {
-	e := MustStartEdge(t, gateway.Config{HeartbeatInterval: 50 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}, nil)
+	e := edgetest.MustStartEdge(t, gateway.Config{HeartbeatInterval: 50 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}, nil)
 	// The Go client answers heartbeats: it stays.
-	live := MustDial(t, e.url, client.Options{})
+	live := edgetest.MustDial(t, e.URL, client.Options{})
 	// A raw connection that never sends anything is dropped.
-	silent := MustDialRaw(t, e.url)
-	waitFor(t, "silent connection dropped", func() bool { return e.srv.Stats().IdleDrops == 1 })
+	silent := edgetest.MustDialRaw(t, e.URL)
+	edgetest.WaitFor(t, "silent connection dropped", func() bool { return e.Srv.Stats().IdleDrops == 1 })
 	_ = silent
 	select {
 	case <-live.Done():

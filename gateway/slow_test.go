@@ -13,14 +13,15 @@ import (
 	"github.com/feedgate/feedgate/client"
 	"github.com/feedgate/feedgate/codec"
 	"github.com/feedgate/feedgate/gateway"
+	"github.com/feedgate/feedgate/internal/edgetest"
 )
 
 func TestSlowConsumerDroppedOthersUnaffected(t *testing.T) {
-	e := MustStartEdge(t, gateway.Config{SendQueueBytes: 256 << 10}, nil)
-	fast := MustDial(t, e.url, client.Options{Buffer: 1 << 14})
-	MustAttach(t, fast, "feed", codec.AttachOptions{})
+	e := edgetest.MustStartEdge(t, gateway.Config{SendQueueBytes: 256 << 10}, nil)
+	fast := edgetest.MustDial(t, e.URL, client.Options{Buffer: 1 << 14})
+	edgetest.MustAttach(t, fast, "feed", codec.AttachOptions{})
 	// The stalled subscriber attaches, then never reads again.
-	stalled := MustDialRaw(t, e.url)
+	stalled := edgetest.MustDialRaw(t, e.URL)
 	if err := stalled.WriteMessage(websocket.TextMessage, []byte(`{"type":"attach","ref":1,"channel":"feed"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -28,21 +29,21 @@ func TestSlowConsumerDroppedOthersUnaffected(t *testing.T) {
 	if _, b, err := stalled.ReadMessage(); err != nil || !strings.Contains(string(b), `"attached"`) {
 		t.Fatalf("stalled subscriber's attach: %s %v", b, err)
 	}
-	pub := MustDial(t, e.url, client.Options{})
-	MustAttach(t, pub, "feed", codec.AttachOptions{PublishOnly: true})
+	pub := edgetest.MustDial(t, e.URL, client.Options{})
+	edgetest.MustAttach(t, pub, "feed", codec.AttachOptions{PublishOnly: true})
 	payload := []byte(`"` + strings.Repeat("o", 16<<10) + `"`)
 	const n = 1000 // 16 MB: far beyond loopback socket buffers and the queue limit
 	for i := range n {
-		if _, err := pub.Publish(ctx10(t), "feed", payload, client.PublishOptions{ID: fmt.Sprint(i)}); err != nil {
+		if _, err := pub.Publish(edgetest.Ctx10(t), "feed", payload, client.PublishOptions{ID: fmt.Sprint(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range n {
-		if m := nextMessage(t, fast); m.ID != fmt.Sprint(i) {
+		if m := edgetest.NextMessage(t, fast); m.ID != fmt.Sprint(i) {
 			t.Fatalf("fast subscriber: message %d has id %s", i, m.ID)
 		}
 	}
-	waitFor(t, "stalled subscriber dropped", func() bool { return e.srv.Stats().SlowConsumers == 1 })
+	edgetest.WaitFor(t, "stalled subscriber dropped", func() bool { return e.Srv.Stats().SlowConsumers == 1 })
 }
 
 // BenchmarkBroadcast measures fan-out of one message to N subscribers over
@@ -53,10 +54,10 @@ func BenchmarkBroadcast(b *testing.B) {
 	for _, n := range []int{100, 1000, 5000} {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
 			bb := backbone.NewLocal(backbone.LocalConfig{})
-			e := MustStartEdge(b, gateway.Config{}, bb)
+			e := edgetest.MustStartEdge(b, gateway.Config{}, bb)
 			var received atomic.Int64
 			for range n {
-				ws := MustDialRaw(b, e.url)
+				ws := edgetest.MustDialRaw(b, e.URL)
 				if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"attach","ref":1,"channel":"bench"}`)); err != nil {
 					b.Fatal(err)
 				}
@@ -78,7 +79,7 @@ func BenchmarkBroadcast(b *testing.B) {
 				}()
 			}
 			// Wait until every attach is answered (n attached frames).
-			waitFor(b, "attached replies", func() bool { return received.Load() == int64(n) })
+			edgetest.WaitFor(b, "attached replies", func() bool { return received.Load() == int64(n) })
 			received.Store(0)
 			payload := []byte(`{"market":"1x2","sel":[{"id":1,"p":1.95},{"id":2,"p":3.4},{"id":3,"p":4.1}],"pad":"` + strings.Repeat("x", 200) + `"}`)
 			b.ResetTimer()

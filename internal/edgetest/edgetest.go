@@ -1,4 +1,6 @@
-package gateway_test
+// Package edgetest has helpers for tests that run edges on loopback and
+// talk to them with the Go client or raw WebSocket connections.
+package edgetest
 
 import (
 	"context"
@@ -8,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fasthttp/websocket"
+
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/backbone"
 	"github.com/feedgate/feedgate/client"
@@ -15,16 +19,16 @@ import (
 	"github.com/feedgate/feedgate/gateway"
 )
 
-// edge is a running Server on loopback.
-type edge struct {
-	srv *gateway.Server
-	url string // ws://127.0.0.1:port
-	api string // http://127.0.0.1:port
+// Edge is a running Server on loopback.
+type Edge struct {
+	Srv *gateway.Server
+	URL string // ws://127.0.0.1:port
+	API string // http://127.0.0.1:port
 }
 
-// MustStartEdge starts a Server with the in-process backbone (unless cfg
-// says otherwise) on 127.0.0.1:0 and stops it at the end of the test.
-func MustStartEdge(tb testing.TB, cfg gateway.Config, bb gateway.Backbone) *edge {
+// MustStartEdge starts a Server with the in-process backbone (unless bb is
+// given) on 127.0.0.1:0 and stops it at the end of the test.
+func MustStartEdge(tb testing.TB, cfg gateway.Config, bb gateway.Backbone) *Edge {
 	tb.Helper()
 	if bb == nil {
 		bb = backbone.NewLocal(backbone.LocalConfig{})
@@ -60,7 +64,7 @@ func MustStartEdge(tb testing.TB, cfg gateway.Config, bb gateway.Backbone) *edge
 		}
 	})
 	addr := ln.Addr().String()
-	return &edge{srv: srv, url: "ws://" + addr, api: "http://" + addr}
+	return &Edge{Srv: srv, URL: "ws://" + addr, API: "http://" + addr}
 }
 
 // MustDial connects a client and closes it at the end of the test.
@@ -76,7 +80,8 @@ func MustDial(tb testing.TB, url string, o client.Options) *client.Client {
 	return c
 }
 
-func ctx10(tb testing.TB) context.Context {
+// Ctx10 is a context that ends after 10s or with the test.
+func Ctx10(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	tb.Cleanup(cancel)
 	return ctx
@@ -84,13 +89,13 @@ func ctx10(tb testing.TB) context.Context {
 
 func MustAttach(tb testing.TB, c *client.Client, channel string, o codec.AttachOptions) {
 	tb.Helper()
-	if err := c.Attach(ctx10(tb), channel, o); err != nil {
+	if err := c.Attach(Ctx10(tb), channel, o); err != nil {
 		tb.Fatalf("attach %q: %v", channel, err)
 	}
 }
 
-// nextMessage waits for the next message on c.
-func nextMessage(tb testing.TB, c *client.Client) codec.Message {
+// NextMessage waits for the next message on c.
+func NextMessage(tb testing.TB, c *client.Client) codec.Message {
 	tb.Helper()
 	select {
 	case m, ok := <-c.Messages():
@@ -104,8 +109,8 @@ func nextMessage(tb testing.TB, c *client.Client) codec.Message {
 	return codec.Message{}
 }
 
-// nextError waits for the next unsolicited error frame on c.
-func nextError(tb testing.TB, c *client.Client) *codec.Error {
+// NextError waits for the next unsolicited error frame on c.
+func NextError(tb testing.TB, c *client.Client) *codec.Error {
 	tb.Helper()
 	select {
 	case e := <-c.Errors():
@@ -116,8 +121,8 @@ func nextError(tb testing.TB, c *client.Client) *codec.Error {
 	return nil
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(tb testing.TB, what string, cond func() bool) {
+// WaitFor polls cond until it holds or the deadline passes.
+func WaitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -126,4 +131,19 @@ func waitFor(tb testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// MustDialRaw opens a WebSocket connection that the test drives by hand
+// (it never answers heartbeats and reads only when told to).
+func MustDialRaw(tb testing.TB, url string) *websocket.Conn {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d := websocket.Dialer{NetDialContext: (&net.Dialer{}).DialContext}
+	ws, _, err := d.DialContext(ctx, url+"/v1/ws", nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ws.Close() })
+	return ws
 }

@@ -1,0 +1,103 @@
+package pubsubtest
+
+import (
+	"io"
+	"net"
+	"sync"
+	"testing"
+)
+
+// Proxy forwards TCP connections from a loopback port to a target. Down cuts
+// every connection and refuses new ones, as an unreachable server would; Up
+// restores service on the same port.
+type Proxy struct {
+	tb     testing.TB
+	target string
+	Addr   string
+
+	mu    sync.Mutex // guards the fields below
+	ln    net.Listener
+	conns map[net.Conn]struct{}
+}
+
+// MustStartProxy starts a proxy to target, closed at the end of the test.
+func MustStartProxy(tb testing.TB, target string) *Proxy {
+	tb.Helper()
+	p := &Proxy{tb: tb, target: target, conns: make(map[net.Conn]struct{})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p.Addr = ln.Addr().String()
+	p.serve(ln)
+	tb.Cleanup(p.Down)
+	return p
+}
+
+func (p *Proxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.pipe(c)
+		}
+	}()
+}
+
+func (p *Proxy) pipe(c net.Conn) {
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	if !p.track(c, up) {
+		return
+	}
+	go func() { io.Copy(up, c); up.Close() }()
+	io.Copy(c, up)
+	c.Close()
+}
+
+func (p *Proxy) track(cs ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln == nil {
+		for _, c := range cs {
+			c.Close()
+		}
+		return false
+	}
+	for _, c := range cs {
+		p.conns[c] = struct{}{}
+	}
+	return true
+}
+
+// Down closes the listener and every proxied connection.
+func (p *Proxy) Down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+}
+
+// Up listens again on the same address.
+func (p *Proxy) Up() {
+	p.tb.Helper()
+	ln, err := net.Listen("tcp", p.Addr)
+	if err != nil {
+		p.tb.Fatalf("proxy up: %v", err)
+	}
+	p.serve(ln)
+}
