@@ -30,4 +30,3 @@ func TestTwoEdgesOneBackbone(t *testing.T) {
 		})
 	}
 }
-

@@ -18,14 +18,22 @@ import (
 type Server struct {
 	Name string // "pstest" or "emulator"
 	Addr string // host:port, plaintext gRPC
+	// Fake is the pstest server itself (nil for the emulator), for tests
+	// that control its clock.
+	Fake *pstest.Server
 }
 
 // MustStartPstest starts the client library's pstest server on loopback.
 func MustStartPstest(tb testing.TB) Server {
+	return MustStartPstestWith(tb)
+}
+
+// MustStartPstestWith starts pstest with reactors (see AckDropper).
+func MustStartPstestWith(tb testing.TB, opts ...pstest.ServerReactorOption) Server {
 	tb.Helper()
-	srv := pstest.NewServerWithAddress("127.0.0.1:0")
+	srv := pstest.NewServerWithAddress("127.0.0.1:0", opts...)
 	tb.Cleanup(func() { srv.Close() })
-	return Server{Name: "pstest", Addr: srv.Addr}
+	return Server{Name: "pstest", Addr: srv.Addr, Fake: srv}
 }
 
 // EmulatorAvailable reports whether gcloud (with its Pub/Sub emulator) is on PATH.

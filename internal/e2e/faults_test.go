@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/feedgate/feedgate/client"
+	"github.com/feedgate/feedgate/codec"
+	"github.com/feedgate/feedgate/internal/edgetest"
+	"github.com/feedgate/feedgate/internal/pubsubtest"
+)
+
+// TestRedeliveryIsDeduplicated makes Pub/Sub redeliver messages an edge
+// has already received: the edge's acks are lost (a pstest reactor swallows
+// them) and their ack deadline lapses (pstest's clock jumps past it). No
+// subscriber sees anything twice, and order holds for what follows.
+func TestRedeliveryIsDeduplicated(t *testing.T) {
+	drop := &pubsubtest.AckDropper{Match: "-edge-b"}
+	srv := pubsubtest.MustStartPstestWith(t, drop.Options()...)
+	var clock atomic.Int64 // offset added to pstest's clock
+	srv.Fake.SetTimeNowFunc(func() time.Time { return time.Now().Add(time.Duration(clock.Load())) })
+	const prefix = "redeliver"
+	a := mustStartRelayEdge(t, relayConfig(srv, "edge-a", prefix))
+	b := mustStartRelayEdge(t, relayConfig(srv, "edge-b", prefix))
+	sub := edgetest.MustDial(t, b.URL, client.Options{})
+	pub := edgetest.MustDial(t, a.URL, client.Options{})
+	channels := []string{"r:1", "r:2", "r:3"}
+	for _, ch := range channels {
+		edgetest.MustAttach(t, sub, ch, codec.AttachOptions{})
+		edgetest.MustAttach(t, pub, ch, codec.AttachOptions{PublishOnly: true})
+	}
+	send := func(ch string, i int) {
+		t.Helper()
+		if _, err := pub.Publish(edgetest.Ctx10(t), ch, fmt.Appendf(nil, `{"i":%d}`, i), client.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect := func(ch string, i int) {
+		t.Helper()
+		m := edgetest.NextMessage(t, sub)
+		if want := fmt.Sprintf(`{"i":%d}`, i); m.Channel != ch || string(m.Data) != want {
+			t.Fatalf("got %s %s, want %s %s", m.Channel, m.Data, ch, want)
+		}
+	}
+
+	drop.On.Store(true)
+	for _, ch := range channels {
+		send(ch, 0)
+		expect(ch, 0)
+	}
+	edgetest.WaitFor(t, "edge B's acks lost", func() bool { return drop.Acks.Load() >= int64(len(channels)) })
+	drop.On.Store(false)
+	before := b.relay.Stats().Duplicates.Load()
+	// Past every ack deadline (at most a few minutes), short of pstest's
+	// 10-minute retention.
+	clock.Store(int64(5 * time.Minute))
+	edgetest.WaitFor(t, "redeliveries to edge B", func() bool {
+		return b.relay.Stats().Duplicates.Load() >= before+uint64(len(channels))
+	})
+	t.Logf("edge B dropped %d redelivered messages (%d acks lost)", b.relay.Stats().Duplicates.Load()-before, drop.Acks.Load())
+
+	// What follows on the same ordering keys arrives once and in order:
+	// the redelivered copies never reached the subscriber.
+	for i := 1; i <= 3; i++ {
+		for _, ch := range channels {
+			send(ch, i)
+		}
+	}
+	got := map[string]int{}
+	for range 3 * len(channels) {
+		m := edgetest.NextMessage(t, sub)
+		got[m.Channel]++
+		if want := fmt.Sprintf(`{"i":%d}`, got[m.Channel]); string(m.Data) != want {
+			t.Fatalf("%s: got %s, want %s", m.Channel, m.Data, want)
+		}
+	}
+	select {
+	case m := <-sub.Messages():
+		t.Fatalf("unexpected message %s %s", m.Channel, m.Data)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// TestBackboneDown cuts the path between an edge and Pub/Sub: publishes are
+// nacked with a clear code within a bounded time, never acknowledged; once
+// the path is back, publishing on the same channels works again and the
+// other edge receives exactly the acknowledged messages, in order.
+func TestBackboneDown(t *testing.T) {
+	srv := pubsubtest.MustStartPstest(t)
+	proxy := pubsubtest.MustStartProxy(t, srv.Addr)
+	const prefix = "outage"
+	proxied := srv
+	proxied.Addr = proxy.Addr
+	a := mustStartRelayEdge(t, relayConfig(proxied, "edge-a", prefix))
+	b := mustStartRelayEdge(t, relayConfig(srv, "edge-b", prefix))
+	sub := edgetest.MustDial(t, b.URL, client.Options{})
+	pub := edgetest.MustDial(t, a.URL, client.Options{})
+	channels := []string{"o:1", "o:2"}
+	for _, ch := range channels {
+		edgetest.MustAttach(t, sub, ch, codec.AttachOptions{})
+		edgetest.MustAttach(t, pub, ch, codec.AttachOptions{PublishOnly: true})
+	}
+	acked := map[string][]int{}
+	seq := 0
+	publish := func(ch string) error {
+		seq++
+		// The bound: a publish must be answered (ack or nack) well within
+		// this; a hang fails the test.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := pub.Publish(ctx, ch, fmt.Appendf(nil, `{"seq":%d}`, seq), client.PublishOptions{})
+		if err == nil {
+			acked[ch] = append(acked[ch], seq)
+		}
+		return err
+	}
+	for range 3 {
+		for _, ch := range channels {
+			if err := publish(ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	proxy.Down()
+	for _, ch := range channels {
+		began := time.Now()
+		err := publish(ch)
+		e, ok := err.(*codec.Error)
+		if !ok || (e.Code != codec.CodePublishTimeout && e.Code != codec.CodeBackboneUnavailable) {
+			t.Fatalf("publish with the backbone down: got %v, want a nack with publish_timeout or backbone_unavailable", err)
+		}
+		t.Logf("backbone down: %s nacked after %v: %v", ch, time.Since(began).Round(time.Millisecond), e)
+	}
+
+	proxy.Up()
+	// Publishing works again once the client library has reconnected.
+	for _, ch := range channels {
+		edgetest.WaitFor(t, "publishing works again on "+ch, func() bool { return publish(ch) == nil })
+	}
+	for range 3 {
+		for _, ch := range channels {
+			if err := publish(ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := 0
+	for _, s := range acked {
+		want += len(s)
+	}
+	got := map[string][]int{}
+	for range want {
+		m := edgetest.NextMessage(t, sub)
+		var p struct{ Seq int }
+		if err := json.Unmarshal(m.Data, &p); err != nil {
+			t.Fatal(err)
+		}
+		got[m.Channel] = append(got[m.Channel], p.Seq)
+	}
+	for _, ch := range channels {
+		if fmt.Sprint(got[ch]) != fmt.Sprint(acked[ch]) {
+			t.Errorf("%s: edge B received %v, want exactly the acknowledged %v in order", ch, got[ch], acked[ch])
+		}
+	}
+	select {
+	case m := <-sub.Messages():
+		t.Fatalf("a message that was never acknowledged arrived: %s %s", m.Channel, m.Data)
+	case <-time.After(500 * time.Millisecond):
+	}
+}
