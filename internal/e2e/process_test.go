@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/feedgate/feedgate/internal/edgetest"
+	"github.com/feedgate/feedgate/internal/pubsubtest"
+)
+
+// mustBuildEdge builds cmd/edge into a temporary directory.
+func mustBuildEdge(tb testing.TB) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "edge")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/feedgate/feedgate/cmd/edge")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("go build cmd/edge: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type edgeProc struct {
+	cmd    *exec.Cmd
+	url    string
+	log    *bytes.Buffer
+	exited chan error
+}
+
+func mustStartEdgeProc(tb testing.TB, bin string, env []string, args ...string) *edgeProc {
+	tb.Helper()
+	port := pubsubtest.FreePort(tb)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	p := &edgeProc{url: "ws://" + addr, log: &bytes.Buffer{}, exited: make(chan error, 1)}
+	p.cmd = exec.Command(bin, append([]string{"-addr", addr}, args...)...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stderr = p.log
+	if err := p.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	tb.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		if tb.Failed() {
+			tb.Logf("edge %s log:\n%s", addr, p.log.String())
+		}
+	})
+	edgetest.WaitFor(tb, "edge process ready on "+addr, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return p
+}
+
+// TestTwoEdgeProcesses runs the fan-in scenario against two edge processes
+// (the real binary) sharing one Pub/Sub server, then stops them with
+// SIGTERM: each exits cleanly and deletes its subscriptions.
+func TestTwoEdgeProcesses(t *testing.T) {
+	bin := mustBuildEdge(t)
+	for _, start := range pubsubtest.Servers(t) {
+		srv := start(t)
+		t.Run(srv.Name, func(t *testing.T) {
+			env := []string{"PUBSUB_EMULATOR_HOST=" + srv.Addr}
+			common := []string{"-backbone", "pubsub", "-pubsub-project", project, "-pubsub-prefix", "procs", "-pubsub-shards", "2", "-log-level", "warn"}
+			a := mustStartEdgeProc(t, bin, env, append(common, "-edge-id", "proc-a")...)
+			b := mustStartEdgeProc(t, bin, env, append(common, "-edge-id", "proc-b")...)
+			k := 8
+			if srv.Name == "emulator" {
+				k = 40
+			}
+			fanInScenario(t, []string{a.url, b.url}, k, 90*time.Second)
+
+			admin := pubsubtest.MustClient(t, srv, project).SubscriptionAdminClient
+			subscriptions := func(check func(name string, err error)) {
+				for _, id := range []string{"proc-a", "proc-b"} {
+					for k := 0; k < 2; k++ {
+						name := fmt.Sprintf("projects/%s/subscriptions/procs-%d-%s", project, k, id)
+						_, err := admin.GetSubscription(context.Background(), &pubsubpb.GetSubscriptionRequest{Subscription: name})
+						check(name, err)
+					}
+				}
+			}
+			subscriptions(func(name string, err error) {
+				if err != nil {
+					t.Fatalf("subscription %s of a running edge: %v", name, err)
+				}
+			})
+			for _, p := range []*edgeProc{a, b} {
+				if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case err := <-p.exited:
+					if err != nil {
+						t.Fatalf("edge exited with %v:\n%s", err, p.log.String())
+					}
+					p.exited <- err // for the cleanup
+				case <-time.After(30 * time.Second):
+					t.Fatalf("edge did not stop within 30s of SIGTERM")
+				}
+			}
+			subscriptions(func(name string, err error) {
+				if status.Code(err) != codes.NotFound {
+					t.Errorf("subscription %s after graceful stop: %v, want NotFound", name, err)
+				}
+			})
+		})
+	}
+}
