@@ -117,6 +117,9 @@ func (s *Suite) fanoutRun(server string, p FanoutParams, sr *ScenarioResult) *Ru
 		st := l.window(rate, win, drain, zero)
 		run.Steps = append(run.Steps, st)
 		s.printStep("fanout "+t.Name, &st)
+		if st.GenCPU >= 90 {
+			s.note(sr, "%s at %.0f msg/s: the generator used %.0f%% of its core: this step may measure the generator, not the server", t.Name, rate, st.GenCPU)
+		}
 		if st.P99 > p.StopP99Ms || st.Lost > 0 {
 			break
 		}

@@ -21,7 +21,7 @@ type Machine struct {
 
 // DescribeMachine reads the machine's description from /proc and uname.
 func DescribeMachine() Machine {
-	m := Machine{NProc: runtime.NumCPU(), GoVersion: runtime.Version()}
+	m := Machine{NProc: OnlineCPUs(), GoVersion: runtime.Version()}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
 			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {

@@ -18,14 +18,15 @@ import (
 
 // ServerSpec says how to start one server under test.
 type ServerSpec struct {
-	Name      string   // "ours", "peer", "ceiling"
-	Bin       string   // built binary
-	Args      []string // flags; the suite adds none
-	Env       []string // extra environment
-	Addr      string   // listen address (loopback)
-	DebugAddr string   // pprof address, "" if none
-	ReadyPath string   // GET path answering 200 when ready
-	Core      int      // CPU to pin to with taskset, -1 for none
+	Name      string        // "ours", "peer", "ceiling"
+	Bin       string        // built binary
+	Args      []string      // flags; the suite adds none
+	Env       []string      // extra environment
+	Addr      string        // listen address (loopback)
+	DebugAddr string        // pprof address, "" if none
+	ReadyPath string        // GET path answering 200 when ready
+	Core      int           // CPU to pin to with taskset, -1 for none
+	ReadyWait time.Duration // how long to wait for readiness (default 20 s)
 }
 
 // Proc is a running server.
@@ -37,7 +38,7 @@ type Proc struct {
 }
 
 // Start starts the server with GOMAXPROCS=1 (when pinned) and waits up to
-// 20 s for its readiness path to answer 200.
+// ReadyWait for its readiness path to answer 200.
 func Start(s ServerSpec, logDir string) (*Proc, error) {
 	var argv []string
 	if s.Core >= 0 {
@@ -63,7 +64,10 @@ func Start(s ServerSpec, logDir string) (*Proc, error) {
 	}
 	p := &Proc{ServerSpec: s, cmd: cmd, LogPath: logPath, exited: make(chan struct{})}
 	go func() { cmd.Wait(); lf.Close(); close(p.exited) }()
-	deadline := time.Now().Add(20 * time.Second)
+	if s.ReadyWait == 0 {
+		s.ReadyWait = 20 * time.Second
+	}
+	deadline := time.Now().Add(s.ReadyWait)
 	for time.Now().Before(deadline) {
 		select {
 		case <-p.exited:
@@ -80,7 +84,7 @@ func Start(s ServerSpec, logDir string) (*Proc, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	p.Stop()
-	return nil, fmt.Errorf("%s not ready after 20 s: %s", s.Name, tail(logPath, 5))
+	return nil, fmt.Errorf("%s not ready after %s: %s", s.Name, s.ReadyWait, tail(logPath, 5))
 }
 
 // Pid is the server's process id (taskset execs the server in place).

@@ -32,13 +32,13 @@ var AllScenarios = []string{"fanout", "oddsfeed", "idle", "reconnect-storm", "cr
 
 // Suite is one run of the scenarios.
 type Suite struct {
-	opt    Options
-	bin    *Binaries
-	res    *Results
-	dir    string // results directory
-	tmp    string // binaries and server logs
-	md     strings.Builder
-	emuCmd string // gcloud path, "" if absent
+	opt     Options
+	bin     *Binaries
+	res     *Results
+	dir     string // results directory
+	tmp     string // binaries and server logs
+	md      strings.Builder
+	started []*Proc // servers started for the current scenario
 }
 
 // Run builds the servers, runs the chosen scenarios and writes the results.
@@ -74,6 +74,7 @@ func Run(opt Options) error {
 		default:
 			return fmt.Errorf("unknown scenario %q (have %s)", name, strings.Join(AllScenarios, ", "))
 		}
+		s.noteServerLogs(sr)
 		s.res.Scenarios = append(s.res.Scenarios, sr)
 		s.res.Finished = time.Now().UTC()
 		if err := s.write(); err != nil { // after every scenario, so a stopped run keeps what it measured
@@ -171,8 +172,18 @@ func (s *Suite) servers(sr *ScenarioResult, want ...string) []string {
 // start starts one server pinned as configured and returns the load
 // generator's target for it.
 func (s *Suite) start(server, format string, extraArgs, env []string) (*Proc, loadgen.Target, error) {
+	return s.startSpec(server, format, extraArgs, env, 0)
+}
+
+// startWait starts our edge with a long readiness wait (a Pub/Sub backbone
+// creates topics and subscriptions first).
+func (s *Suite) startWait(server string, extraArgs, env []string) (*Proc, loadgen.Target, error) {
+	return s.startSpec(server, "json", extraArgs, env, 90*time.Second)
+}
+
+func (s *Suite) startSpec(server, format string, extraArgs, env []string, wait time.Duration) (*Proc, loadgen.Target, error) {
 	addr := FreeAddr()
-	spec := ServerSpec{Name: server, Addr: addr, Core: s.opt.ServerCore, ReadyPath: "/readyz", Env: env}
+	spec := ServerSpec{Name: server, Addr: addr, Core: s.opt.ServerCore, ReadyPath: "/readyz", Env: env, ReadyWait: wait}
 	t := loadgen.Target{Name: server, Addr: addr}
 	switch server {
 	case "ours":
@@ -196,6 +207,9 @@ func (s *Suite) start(server, format string, extraArgs, env []string) (*Proc, lo
 	}
 	spec.Args = append(spec.Args, extraArgs...)
 	p, err := Start(spec, s.tmp)
+	if err == nil {
+		s.started = append(s.started, p)
+	}
 	return p, t, err
 }
 

@@ -36,7 +36,7 @@ func main() {
 
 	serverCore := -1
 	if *pin {
-		if n := numCPU(); n < 2 {
+		if n := suite.OnlineCPUs(); n < 2 {
 			fmt.Fprintln(os.Stderr, "loadtest: fewer than 2 CPUs: not pinning")
 		} else {
 			reexecPinned(n)
@@ -71,14 +71,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
-}
-
-func numCPU() int {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		return 1
-	}
-	return set.Count()
 }
 
 // reexecPinned re-executes the process under taskset on CPUs 1..n-1 unless
