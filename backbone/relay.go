@@ -200,6 +200,13 @@ func (r *Relay) Start(ctx context.Context, deliver DeliverFunc) error {
 		sub := r.client.Subscriber(name)
 		sub.ReceiveSettings.NumGoroutines = 1
 		sub.ReceiveSettings.MaxOutstandingMessages = 10000
+		// Callbacks return at once; on stop, give pending acks a moment to
+		// flush, not forever (the subscription is deleted next anyway, and a
+		// redelivery would be deduplicated).
+		sub.ReceiveSettings.ShutdownOptions = &pubsub.ShutdownOptions{
+			Timeout:  2 * time.Second,
+			Behavior: pubsub.ShutdownBehaviorWaitForProcessing,
+		}
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()

@@ -177,7 +177,6 @@ func (c *conn) send(fr *codec.Frame) { c.enqueue(c.encode(fr)) }
 
 // readLoop reads and handles client frames until the connection ends.
 func (c *conn) readLoop() {
-	buf := make([]byte, 0, 512)
 	for {
 		_, r, err := c.ws.NextReader()
 		if err != nil {
@@ -187,21 +186,28 @@ func (c *conn) readLoop() {
 			return
 		}
 		c.lastRead.Store(c.srv.cfg.Now().UnixNano())
-		var tooBig bool
-		buf, tooBig, err = readMessage(r, buf[:0], c.srv.cfg.MaxFrameSize)
+		// Read buffers are pooled, not kept per connection: most
+		// connections are idle most of the time.
+		bp := readBufs.Get().(*[]byte)
+		buf, tooBig, err := readMessage(r, (*bp)[:0], c.srv.cfg.MaxFrameSize)
+		if err == nil {
+			if tooBig {
+				c.refuse(codec.FrameInvalid, 0, "", codec.Errorf(codec.CodeFrameTooLarge, "frame exceeds %d bytes", c.srv.cfg.MaxFrameSize))
+			} else {
+				c.handle(buf)
+			}
+		}
+		if cap(buf) <= 64<<10 {
+			*bp = buf
+			readBufs.Put(bp)
+		}
 		if err != nil {
 			return
 		}
-		if tooBig {
-			c.refuse(codec.FrameInvalid, 0, "", codec.Errorf(codec.CodeFrameTooLarge, "frame exceeds %d bytes", c.srv.cfg.MaxFrameSize))
-		} else {
-			c.handle(buf)
-		}
-		if cap(buf) > 4096 {
-			buf = make([]byte, 0, 512) // do not keep a large buffer on an idle connection
-		}
 	}
 }
+
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // readMessage reads one WebSocket message into buf. If it exceeds max bytes,
 // the rest is read and discarded and tooBig is set: the connection goes on.

@@ -64,50 +64,67 @@ func (s *Server) serveWS(ctx *fasthttp.RequestCtx) {
 	}
 	remote := ctx.RemoteAddr().String()
 	err = s.upgrader.Upgrade(ctx, func(ws *websocket.Conn) {
+		c := s.newConn(ws, format, access, remote)
+		// Hand the connection to a goroutine of its own and return: fasthttp
+		// then releases the request context and its worker goroutine (with
+		// KeepHijackedConns it leaves the socket to us), instead of holding
+		// both for the connection's whole life.
 		s.readers.Add(1)
-		defer s.readers.Done()
-		c := &conn{
-			srv:      s,
-			id:       s.connSeq.Add(1),
-			ws:       ws,
-			nc:       rawConn(ws.NetConn()),
-			format:   format,
-			access:   access,
-			attached: make(map[string]codec.AttachOptions),
-		}
-		c.log = s.cfg.Logger.With("conn", c.id, "remote", remote)
-		c.lastRead.Store(s.cfg.Now().UnixNano())
-		ws.SetPingHandler(func(data string) error {
-			c.enqueue(appendFrame(nil, opPong, []byte(data)))
-			return nil
-		})
-		ws.SetCloseHandler(func(code int, _ string) error {
-			c.mu.Lock()
-			if !c.closing {
-				if code == websocket.CloseNoStatusReceived {
-					code = websocket.CloseNormalClosure
-				}
-				c.pushLocked(closeFrame(code, ""))
-				c.closing = true
-			}
-			c.mu.Unlock()
-			return nil
-		})
-		s.conns.Store(c, struct{}{})
-		s.nconns.Add(1)
-		defer func() {
-			s.conns.Delete(c)
-			s.nconns.Add(-1)
+		go func() {
+			defer s.readers.Done()
+			c.run()
 		}()
-		if s.draining.Load() {
-			c.disconnect(codec.Errorf(codec.CodeGoingAway, "edge is shutting down"), true)
-		}
-		c.readLoop()
-		c.finish()
 	})
 	if err != nil {
 		s.cfg.Logger.Debug("websocket upgrade failed", "remote", remote, "err", err)
 	}
+}
+
+func (s *Server) newConn(ws *websocket.Conn, format codec.Format, access codec.Access, remote string) *conn {
+	c := &conn{
+		srv:      s,
+		id:       s.connSeq.Add(1),
+		ws:       ws,
+		nc:       rawConn(ws.NetConn()),
+		format:   format,
+		access:   access,
+		attached: make(map[string]codec.AttachOptions),
+	}
+	c.log = s.cfg.Logger.With("conn", c.id, "remote", remote)
+	c.lastRead.Store(s.cfg.Now().UnixNano())
+	ws.SetPingHandler(func(data string) error {
+		c.enqueue(appendFrame(nil, opPong, []byte(data)))
+		return nil
+	})
+	ws.SetCloseHandler(func(code int, _ string) error {
+		if code == websocket.CloseNoStatusReceived {
+			code = websocket.CloseNormalClosure
+		}
+		c.mu.Lock()
+		if !c.closing {
+			c.pushLocked(closeFrame(code, ""))
+			c.closing = true
+		}
+		c.mu.Unlock()
+		return nil
+	})
+	return c
+}
+
+// run serves the connection until it ends.
+func (c *conn) run() {
+	s := c.srv
+	s.conns.Store(c, struct{}{})
+	s.nconns.Add(1)
+	defer func() {
+		s.conns.Delete(c)
+		s.nconns.Add(-1)
+	}()
+	if s.draining.Load() {
+		c.disconnect(codec.Errorf(codec.CodeGoingAway, "edge is shutting down"), true)
+	}
+	c.readLoop()
+	c.finish()
 }
 
 // rawConn returns the TCP connection under fasthttp's hijacked wrapper, so

@@ -13,12 +13,9 @@ import (
 // channels on a few cores.
 const hubShards = 256
 
-// hub maps channels to their subscribers. Fan-out reads a channel's
-// subscriber list without locking (an immutable slice swapped on change);
-// attach and detach copy it under the shard lock.
+// hub maps channels to their subscribers.
 type hub struct {
-	shards [hubShards]hubShard
-	// Stats.
+	shards    [hubShards]hubShard
 	delivered atomic.Uint64 // frames enqueued to subscribers
 }
 
@@ -27,9 +24,14 @@ type hubShard struct {
 	channels map[string]*channelSubs
 }
 
-// channelSubs is one channel's subscribers.
+// channelSubs is one channel's subscribers. Attach and detach are O(1) map
+// updates; fan-out iterates a slice snapshot, rebuilt at most once per
+// message and only after membership changed. (A copy-on-write slice made
+// each attach O(n), and n subscribers dropping at once O(n²).)
 type channelSubs struct {
-	subs atomic.Pointer[[]subscription] // immutable snapshot
+	mu      sync.Mutex // guards the fields below
+	members map[*conn]codec.AttachOptions
+	snap    []subscription // nil when stale
 }
 
 // subscription is one connection's interest in one channel, with the
@@ -57,24 +59,16 @@ func (h *hub) shard(channel string) *hubShard {
 func (h *hub) add(channel string, c *conn, opts codec.AttachOptions) {
 	s := h.shard(channel)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	cs := s.channels[channel]
 	if cs == nil {
-		cs = &channelSubs{}
+		cs = &channelSubs{members: make(map[*conn]codec.AttachOptions)}
 		s.channels[channel] = cs
 	}
-	var old []subscription
-	if p := cs.subs.Load(); p != nil {
-		old = *p
-	}
-	next := make([]subscription, 0, len(old)+1)
-	for _, sub := range old {
-		if sub.c != c {
-			next = append(next, sub)
-		}
-	}
-	next = append(next, subscription{c: c, opts: opts})
-	cs.subs.Store(&next)
+	cs.mu.Lock()
+	cs.members[c] = opts
+	cs.snap = nil
+	cs.mu.Unlock()
+	s.mu.Unlock()
 }
 
 // remove unsubscribes c from channel; it is a no-op if c is not subscribed.
@@ -86,20 +80,20 @@ func (h *hub) remove(channel string, c *conn) {
 	if cs == nil {
 		return
 	}
-	old := *cs.subs.Load()
-	next := make([]subscription, 0, len(old))
-	for _, sub := range old {
-		if sub.c != c {
-			next = append(next, sub)
-		}
-	}
-	if len(next) == 0 {
-		delete(s.channels, channel)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if _, ok := cs.members[c]; !ok {
 		return
 	}
-	cs.subs.Store(&next)
+	delete(cs.members, c)
+	cs.snap = nil
+	if len(cs.members) == 0 {
+		delete(s.channels, channel)
+	}
 }
 
+// subscribers returns a snapshot of channel's subscribers; the caller may
+// iterate it without locks (it is never modified).
 func (h *hub) subscribers(channel string) []subscription {
 	s := h.shard(channel)
 	s.mu.Lock()
@@ -108,7 +102,15 @@ func (h *hub) subscribers(channel string) []subscription {
 	if cs == nil {
 		return nil
 	}
-	return *cs.subs.Load()
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.snap == nil {
+		cs.snap = make([]subscription, 0, len(cs.members))
+		for c, o := range cs.members {
+			cs.snap = append(cs.snap, subscription{c: c, opts: o})
+		}
+	}
+	return cs.snap
 }
 
 // deliver fans m out to the channel's subscribers: it encodes m at most once

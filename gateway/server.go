@@ -85,17 +85,16 @@ func New(cfg Config, bb Backbone) (*Server, error) {
 		CheckOrigin: func(*fasthttp.RequestCtx) bool { return true },
 	}
 	s.http = &fasthttp.Server{
-		Handler:                       s.route,
-		Name:                          "feedgate",
-		ReduceMemoryUsage:             true,
-		ReadBufferSize:                4096,
-		MaxRequestBodySize:            4 << 20,
-		ReadTimeout:                   30 * time.Second,
-		IdleTimeout:                   2 * time.Minute,
-		DisableHeaderNamesNormalizing: false,
-		NoDefaultServerHeader:         false,
-		CloseOnShutdown:               true,
-		Logger:                        slogPrintf{cfg.Logger},
+		Handler:            s.route,
+		Name:               "feedgate",
+		ReduceMemoryUsage:  true,
+		ReadBufferSize:     4096,
+		MaxRequestBodySize: 4 << 20,
+		ReadTimeout:        30 * time.Second,
+		IdleTimeout:        2 * time.Minute,
+		CloseOnShutdown:    true,
+		KeepHijackedConns:  true, // WebSocket connections outlive the hijack handler
+		Logger:             slogPrintf{cfg.Logger},
 	}
 	return s, nil
 }
