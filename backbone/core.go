@@ -1,8 +1,11 @@
 package backbone
 
 import (
+	"crypto/rand"
+	"encoding/base32"
 	"hash/fnv"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,10 +51,14 @@ type Stats struct {
 	Published     atomic.Uint64 // publishes accepted by the backbone
 	PublishErrors atomic.Uint64 // publishes refused or timed out
 	Malformed     atomic.Uint64 // backbone messages that failed to decode (dropped and acked)
+	Gaps          atomic.Uint64 // messages whose predecessor from the same origin never arrived
+	Reorders      atomic.Uint64 // new messages that arrived behind a later one of their origin
+	Retries       atomic.Uint64 // publishes of an ID already accepted or in flight (acked, not sent again)
 }
 
 // core is the delivery machinery shared by Relay and Local.
 type core struct {
+	origin  string // this process's origin name in positions
 	log     *slog.Logger
 	now     func() time.Time
 	deliver atomic.Pointer[DeliverFunc]
@@ -60,9 +67,18 @@ type core struct {
 }
 
 type stripe struct {
-	mu      sync.Mutex // guards the fields below
-	dedup   *dedupCache
-	pending map[string]*pendingQueue // channel -> publishes awaiting acceptance, in publish order
+	mu    sync.Mutex // guards the fields below
+	dedup *dedupCache
+	chans map[string]*chanState
+}
+
+// chanState is one channel's state in a stripe.
+type chanState struct {
+	pending []*pendingPub // publishes awaiting acceptance, in publish order
+	nextSeq uint64        // Seq of this origin's next publish
+	prev    uint64        // Prev of this origin's next publish
+	// last is, per origin, the highest Seq received (loss detection).
+	last map[string]uint64
 }
 
 type pendingPub struct {
@@ -72,9 +88,8 @@ type pendingPub struct {
 	err      error
 }
 
-type pendingQueue struct{ items []*pendingPub }
-
 func (c *core) init(cfg DedupConfig, log *slog.Logger, now func() time.Time) {
+	c.origin = newOrigin()
 	if cfg.Size <= 0 {
 		cfg.Size = defaultDedupSize
 	}
@@ -91,7 +106,7 @@ func (c *core) init(cfg DedupConfig, log *slog.Logger, now func() time.Time) {
 	per := (cfg.Size + numStripes - 1) / numStripes
 	for i := range c.stripes {
 		c.stripes[i].dedup = newDedupCache(per, cfg.Window)
-		c.stripes[i].pending = make(map[string]*pendingQueue)
+		c.stripes[i].chans = make(map[string]*chanState)
 	}
 }
 
@@ -103,10 +118,61 @@ func (c *core) stripeFor(channel string) *stripe {
 	return &c.stripes[h.Sum32()%numStripes]
 }
 
+// Origin is the name this backbone stamps on the messages it publishes:
+// random per process, so positions never repeat across restarts.
+func (c *core) Origin() string { return c.origin }
+
+func newOrigin() string {
+	var b [5]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
+}
+
+func (st *stripe) chanLocked(channel string) *chanState {
+	cs := st.chans[channel]
+	if cs == nil {
+		cs = &chanState{}
+		st.chans[channel] = cs
+	}
+	return cs
+}
+
+// stampLocked gives m this origin's next position on its channel.
+func (c *core) stampLocked(cs *chanState, m *codec.Message) {
+	cs.nextSeq++
+	m.Origin, m.Seq, m.Prev = c.origin, cs.nextSeq, cs.prev
+	cs.prev = m.Seq
+}
+
+// trackLocked follows positions per origin to detect loss: every copy
+// received (duplicates too) advances the origin's last Seq; a message whose
+// Prev was never seen means a message was lost, and is reported.
+func (c *core) trackLocked(cs *chanState, m *codec.Message, fresh bool) {
+	if cs.last == nil {
+		cs.last = make(map[string]uint64)
+	}
+	last, known := cs.last[m.Origin]
+	switch {
+	case m.Seq > last:
+		if known && m.Prev > last || !known && m.Prev > 0 && c.origin == m.Origin {
+			c.stats.Gaps.Add(1)
+			c.log.Warn("backbone: gap in an origin's sequence: messages lost", "channel", m.Channel, "origin", m.Origin, "last", last, "prev", m.Prev, "seq", m.Seq)
+		}
+		cs.last[m.Origin] = m.Seq
+	case fresh:
+		c.stats.Reorders.Add(1)
+		c.log.Warn("backbone: message behind its origin's sequence", "channel", m.Channel, "origin", m.Origin, "last", last, "seq", m.Seq)
+	}
+}
+
 // deliverLocked hands m to the DeliverFunc unless it is a duplicate.
 // st.mu must be held.
 func (c *core) deliverLocked(st *stripe, m *codec.Message) {
-	if !st.dedup.add(m.DedupKey(), c.now()) {
+	fresh := st.dedup.add(m.DedupKey(), c.now())
+	c.trackLocked(st.chanLocked(m.Channel), m, fresh)
+	if !fresh {
 		c.stats.Duplicates.Add(1)
 		return
 	}
@@ -116,16 +182,40 @@ func (c *core) deliverLocked(st *stripe, m *codec.Message) {
 	}
 }
 
-// enqueueLocked appends a publish to its channel's queue. st.mu must be held.
-func (c *core) enqueueLocked(st *stripe, m *codec.Message, done DoneFunc) *pendingPub {
-	q := st.pending[m.Channel]
-	if q == nil {
-		q = &pendingQueue{}
-		st.pending[m.Channel] = q
+// enqueueLocked stamps m and appends it to its channel's publish queue,
+// unless its ID was already accepted (done is called at once) or is in
+// flight (done joins that publish). It reports whether m must be sent.
+// st.mu must be held.
+func (c *core) enqueueLocked(st *stripe, m *codec.Message, done DoneFunc) (*pendingPub, bool) {
+	cs := st.chanLocked(m.Channel)
+	key := m.DedupKey()
+	if st.dedup.has(key, c.now()) {
+		c.stats.Retries.Add(1)
+		go done(nil)
+		return nil, false
 	}
+	for _, p := range cs.pending {
+		if p.m.ID == m.ID {
+			c.stats.Retries.Add(1)
+			prev := p.done
+			p.done = func(err error) { prev(err); done(err) }
+			return nil, false
+		}
+	}
+	c.stampLocked(cs, m)
 	p := &pendingPub{m: m, done: done}
-	q.items = append(q.items, p)
-	return p
+	cs.pending = append(cs.pending, p)
+	return p, true
+}
+
+// failedLocked records that p was not accepted: the origin's next message
+// declares as its Prev the last Seq before p that may have been accepted,
+// so receivers do not mistake the refused ones for lost ones.
+func (c *core) failedLocked(st *stripe, p *pendingPub) {
+	cs := st.chanLocked(p.m.Channel)
+	if p.m.Seq-1 < cs.prev {
+		cs.prev = p.m.Seq - 1
+	}
 }
 
 // complete records the backbone's answer for p and, in publish order,
@@ -134,12 +224,12 @@ func (c *core) enqueueLocked(st *stripe, m *codec.Message, done DoneFunc) *pendi
 func (c *core) complete(st *stripe, p *pendingPub, err error) {
 	st.mu.Lock()
 	p.finished, p.err = true, err
-	q := st.pending[p.m.Channel]
+	cs := st.chanLocked(p.m.Channel)
 	var ready []*pendingPub
-	for len(q.items) > 0 && q.items[0].finished {
-		h := q.items[0]
-		q.items[0] = nil
-		q.items = q.items[1:]
+	for len(cs.pending) > 0 && cs.pending[0].finished {
+		h := cs.pending[0]
+		cs.pending[0] = nil
+		cs.pending = cs.pending[1:]
 		if h.err == nil {
 			c.stats.Published.Add(1)
 			c.deliverLocked(st, h.m)
@@ -147,9 +237,6 @@ func (c *core) complete(st *stripe, p *pendingPub, err error) {
 			c.stats.PublishErrors.Add(1)
 		}
 		ready = append(ready, h)
-	}
-	if len(q.items) == 0 {
-		delete(st.pending, p.m.Channel)
 	}
 	st.mu.Unlock()
 	for _, h := range ready {

@@ -49,6 +49,13 @@ func (d *dedupCache) add(key string, now time.Time) bool {
 	return true
 }
 
+// has reports whether key is remembered at now.
+func (d *dedupCache) has(key string, now time.Time) bool {
+	d.expire(now.UnixNano())
+	_, ok := d.seen[key]
+	return ok
+}
+
 func (d *dedupCache) expire(now int64) {
 	limit := now - int64(d.maxAge)
 	for d.n > 0 && d.order[d.head].at < limit {

@@ -35,15 +35,17 @@ func (l *Local) Start(_ context.Context, deliver DeliverFunc) error {
 	return nil
 }
 
-// Publish delivers m (unless it is a duplicate) and calls done(nil) before
-// returning.
+// Publish stamps m with its position, delivers it and calls done(nil)
+// before returning. A message ID already delivered within the dedup window
+// is acknowledged without being delivered again.
 func (l *Local) Publish(m *codec.Message, done DoneFunc) {
 	st := l.stripeFor(m.Channel)
 	st.mu.Lock()
-	l.stats.Published.Add(1)
-	l.deliverLocked(st, m)
+	p, send := l.enqueueLocked(st, m, done)
 	st.mu.Unlock()
-	done(nil)
+	if send {
+		l.complete(st, p, nil)
+	}
 }
 
 // Stats returns the backbone's counters.

@@ -253,16 +253,21 @@ func (r *Relay) onMessage(_ context.Context, pm *pubsub.Message) {
 // one channel are published and reported in call order. done(nil) is called
 // after Pub/Sub accepted m and it was delivered to this edge's subscribers;
 // the copy that comes back through the subscription is dropped as a
-// duplicate. After a failure the channel's ordering key is resumed, so later
+// duplicate. A message ID already accepted, or in flight, within the dedup
+// window is acknowledged without being sent again. After a failure the channel's ordering key is resumed, so later
 // publishes go through; publishes already queued behind the failed one fail
 // too (the library pauses the key), which keeps order: nothing accepted
 // overtakes a failure the publisher has not yet seen.
 func (r *Relay) Publish(m *codec.Message, done DoneFunc) {
-	env := codec.EncodeEnvelope(m)
 	pub := r.publishers[r.shard(m.Channel)]
 	st := r.stripeFor(m.Channel)
 	st.mu.Lock()
-	p := r.enqueueLocked(st, m, done)
+	p, send := r.enqueueLocked(st, m, done)
+	if !send {
+		st.mu.Unlock()
+		return
+	}
+	env := codec.EncodeEnvelope(m)
 	res := pub.Publish(context.Background(), &pubsub.Message{
 		Data:        env.Data,
 		Attributes:  env.Attributes,
@@ -272,7 +277,12 @@ func (r *Relay) Publish(m *codec.Message, done DoneFunc) {
 	go func() {
 		_, err := res.Get(context.Background())
 		if err != nil {
+			// Resume the key and lower the next Prev under the stripe lock,
+			// before any later publish on this channel is stamped.
+			st.mu.Lock()
+			r.failedLocked(st, p)
 			pub.ResumePublish(m.Channel)
+			st.mu.Unlock()
 			err = r.publishError(m.Channel, err)
 		}
 		r.complete(st, p, err)

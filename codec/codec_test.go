@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidateChannel(t *testing.T) {
@@ -41,6 +42,9 @@ func TestDecodeClientFrames(t *testing.T) {
 			in := []Frame{
 				{Type: FrameAttach, Ref: 1, Channel: "odds:1"},
 				{Type: FrameAttach, Ref: 2, Channel: "odds:2", Options: AttachOptions{PublishOnly: true}},
+				{Type: FrameAttach, Ref: 5, Channel: "odds:2", Options: AttachOptions{Resume: "1.k2x7q9aa-2s_m3ddq01b-a"}},
+				{Type: FrameAttach, Ref: 6, Channel: "odds:2", Options: AttachOptions{Rewind: 50}},
+				{Type: FrameAttach, Ref: 7, Channel: "odds:2", Options: AttachOptions{RewindFor: 90 * time.Second}},
 				{Type: FrameDetach, Ref: 3, Channel: "odds:1"},
 				{Type: FramePublish, Ref: 4, Channel: "odds:1", Msg: Message{Channel: "odds:1", ID: "p-1", Name: "price", Data: []byte(`{"market":"1x2","prices":[1.95,3.4,4.1],"n":-7,"big":18446744073709551615,"s":"é\"","ok":true,"z":null}`)}},
 				{Type: FrameHeartbeat},
@@ -113,6 +117,10 @@ func TestDecodeErrors(t *testing.T) {
 		{"json ref string", FormatJSON, []byte(`{"type":"attach","ref":"x"}`), CodeBadRequest},
 		{"json option type", FormatJSON, []byte(`{"type":"attach","channel":"c","options":{"publish_only":1}}`), CodeBadRequest},
 		{"json delta unsupported", FormatJSON, []byte(`{"type":"attach","channel":"c","options":{"delta":true}}`), CodeUnsupportedOption},
+		{"json rewind negative", FormatJSON, []byte(`{"type":"attach","channel":"c","options":{"rewind":-1}}`), CodeBadRequest},
+		{"json rewind bad duration", FormatJSON, []byte(`{"type":"attach","channel":"c","options":{"rewind":"soon"}}`), CodeBadRequest},
+		{"json resume bad token", FormatJSON, []byte(`{"type":"attach","channel":"c","options":{"resume":"xyz"}}`), CodeBadRequest},
+		{"json resume and rewind", FormatJSON, []byte(`{"type":"attach","channel":"c","options":{"resume":"1.a-1","rewind":3}}`), CodeBadRequest},
 		{"json unknown option", FormatJSON, []byte(`{"type":"attach","channel":"c","options":{"x":true}}`), CodeUnsupportedOption},
 		{"msgpack empty", FormatMsgpack, nil, CodeBadFrame},
 		{"msgpack not map", FormatMsgpack, []byte{0x92, 0x01, 0x02}, CodeBadFrame},
@@ -154,7 +162,7 @@ func TestValidatePublish(t *testing.T) {
 }
 
 func TestEnvelope(t *testing.T) {
-	m := Message{Channel: "odds:9", ID: "e.1", Name: "price", Data: []byte(`{"p":2}`), Time: 42}
+	m := Message{Channel: "odds:9", ID: "e.1", Name: "price", Data: []byte(`{"p":2}`), Time: 42, Origin: "k2x7q9aa", Seq: 7, Prev: 5}
 	env := EncodeEnvelope(&m)
 	if env.OrderingKey != m.Channel {
 		t.Fatalf("ordering key %q", env.OrderingKey)
@@ -163,14 +171,18 @@ func TestEnvelope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Channel != m.Channel || got.ID != m.ID || got.Name != m.Name || got.Time != m.Time || !bytes.Equal(got.Data, m.Data) {
+	if got.Channel != m.Channel || got.ID != m.ID || got.Name != m.Name || got.Time != m.Time || !bytes.Equal(got.Data, m.Data) ||
+		got.Origin != m.Origin || got.Seq != m.Seq || got.Prev != m.Prev {
 		t.Fatalf("got %+v want %+v", got, m)
 	}
 	for name, attrs := range map[string]map[string]string{
-		"no version":  {"ch": "c", "id": "x", "t": "1"},
-		"bad channel": {"v": "1", "ch": "a b", "id": "x", "t": "1"},
-		"no id":       {"v": "1", "ch": "c", "t": "1"},
-		"bad time":    {"v": "1", "ch": "c", "id": "x", "t": "soon"},
+		"no version":  {"ch": "c", "id": "x", "t": "1", "o": "a", "s": "1", "p": "0"},
+		"bad channel": {"v": "1", "ch": "a b", "id": "x", "t": "1", "o": "a", "s": "1", "p": "0"},
+		"no id":       {"v": "1", "ch": "c", "t": "1", "o": "a", "s": "1", "p": "0"},
+		"bad time":    {"v": "1", "ch": "c", "id": "x", "t": "soon", "o": "a", "s": "1", "p": "0"},
+		"no origin":   {"v": "1", "ch": "c", "id": "x", "t": "1", "s": "1", "p": "0"},
+		"seq zero":    {"v": "1", "ch": "c", "id": "x", "t": "1", "o": "a", "s": "0", "p": "0"},
+		"prev ahead":  {"v": "1", "ch": "c", "id": "x", "t": "1", "o": "a", "s": "3", "p": "3"},
 	} {
 		if _, err := DecodeEnvelope([]byte(`1`), attrs); err == nil {
 			t.Errorf("%s: DecodeEnvelope succeeded", name)
@@ -204,4 +216,24 @@ func jsonEqual(tb testing.TB, a, b []byte) bool {
 	ja, _ := msgpackToJSON(na)
 	jb, _ := msgpackToJSON(nb)
 	return bytes.Equal(ja, jb)
+}
+
+func TestTokens(t *testing.T) {
+	p := Position{"k2x7q9aa": 71, "m3ddq01b": 1}
+	tok := p.Token()
+	if tok != "1.k2x7q9aa-1z_m3ddq01b-1" {
+		t.Fatalf("token %q", tok)
+	}
+	back, err := ParseToken(tok)
+	if err != nil || back["k2x7q9aa"] != 71 || back["m3ddq01b"] != 1 || len(back) != 2 {
+		t.Fatalf("ParseToken(%q) = %v, %v", tok, back, err)
+	}
+	if empty, err := ParseToken(Position{}.Token()); err != nil || len(empty) != 0 {
+		t.Fatalf("empty token: %v %v", empty, err)
+	}
+	for _, bad := range []string{"", "2.a-1", "1.A-1", "1.a-0", "1.a-1_a-2", "1.a", "1.a-zzzzzzzzzzzzzzzzzz", "1." + strings.Repeat("a-1_", 200)} {
+		if _, err := ParseToken(bad); err == nil {
+			t.Errorf("ParseToken(%q) succeeded", bad)
+		}
+	}
 }

@@ -17,6 +17,9 @@ const (
 	attrID      = "id" // message ID
 	attrName    = "n"  // event name, omitted when empty
 	attrTime    = "t"  // origin accept time, Unix milliseconds, decimal
+	attrOrigin  = "o"  // origin edge
+	attrSeq     = "s"  // sequence number at the origin, decimal
+	attrPrev    = "p"  // previous possibly accepted sequence number, decimal
 )
 
 // Envelope is a Message in its backbone form.
@@ -28,7 +31,7 @@ type Envelope struct {
 
 // EncodeEnvelope returns m's backbone form. Data shares m.Data's bytes.
 func EncodeEnvelope(m *Message) Envelope {
-	attrs := make(map[string]string, 5)
+	attrs := make(map[string]string, 8)
 	attrs[attrVersion] = envVersion
 	attrs[attrChannel] = m.Channel
 	attrs[attrID] = m.ID
@@ -36,6 +39,9 @@ func EncodeEnvelope(m *Message) Envelope {
 		attrs[attrName] = m.Name
 	}
 	attrs[attrTime] = strconv.FormatInt(m.Time, 10)
+	attrs[attrOrigin] = m.Origin
+	attrs[attrSeq] = strconv.FormatUint(m.Seq, 10)
+	attrs[attrPrev] = strconv.FormatUint(m.Prev, 10)
 	return Envelope{Data: m.Data, Attributes: attrs, OrderingKey: m.Channel}
 }
 
@@ -66,6 +72,16 @@ func DecodeEnvelope(data []byte, attrs map[string]string) (Message, error) {
 		return Message{}, Errorf(CodeBadFrame, "envelope time %q is not an integer", attrs[attrTime])
 	}
 	m.Time = t
+	m.Origin = attrs[attrOrigin]
+	if !ValidOrigin(m.Origin) {
+		return Message{}, Errorf(CodeBadFrame, "envelope origin %q is invalid", m.Origin)
+	}
+	if m.Seq, err = strconv.ParseUint(attrs[attrSeq], 10, 64); err != nil || m.Seq == 0 {
+		return Message{}, Errorf(CodeBadFrame, "envelope sequence %q is invalid", attrs[attrSeq])
+	}
+	if m.Prev, err = strconv.ParseUint(attrs[attrPrev], 10, 64); err != nil || m.Prev >= m.Seq {
+		return Message{}, Errorf(CodeBadFrame, "envelope previous sequence %q is invalid", attrs[attrPrev])
+	}
 	if !json.Valid(data) {
 		return Message{}, Errorf(CodeBadFrame, "envelope data is not a JSON value")
 	}

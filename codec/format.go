@@ -1,6 +1,9 @@
 package codec
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Format is a wire encoding of frames, chosen per connection at connect time.
 type Format uint8
@@ -67,31 +70,74 @@ func (f Format) EncodeMessage(m *Message) ([]byte, error) {
 	return f.Encode(&Frame{Type: FrameMessage, Channel: m.Channel, Msg: *m})
 }
 
+// MaxRewind is the most messages a rewind may ask for.
+const MaxRewind = 1000
+
 // wireOptions turns the options map of an attach frame into AttachOptions,
 // refusing unknown keys so that a client never silently loses a behaviour it
-// asked for. parseBool decodes one raw value in the frame's own encoding.
-func wireOptions[R ~[]byte](opts map[string]R, parseBool func(R) (bool, error)) (AttachOptions, error) {
+// asked for. dec decodes one raw value, in the frame's own encoding, into
+// the value v points to.
+func wireOptions[R ~[]byte](opts map[string]R, dec func(raw R, v any) error) (AttachOptions, error) {
 	var o AttachOptions
 	for k, v := range opts {
 		switch k {
 		case "publish_only":
-			b, err := parseBool(v)
-			if err != nil {
+			if dec(v, &o.PublishOnly) != nil {
 				return o, Errorf(CodeBadRequest, "options.publish_only must be a boolean")
 			}
-			o.PublishOnly = b
-		case "delta", "rewind", "resume":
+		case "rewind":
+			var n int64
+			var d string
+			switch {
+			case dec(v, &n) == nil:
+				if n < 0 || n > MaxRewind {
+					return o, Errorf(CodeBadRequest, "options.rewind must be between 0 and %d messages", MaxRewind)
+				}
+				o.Rewind = int(n)
+			case dec(v, &d) == nil:
+				dur, err := time.ParseDuration(d)
+				if err != nil || dur <= 0 {
+					return o, Errorf(CodeBadRequest, "options.rewind must be a message count or a duration such as \"30s\"")
+				}
+				o.RewindFor = dur
+			default:
+				return o, Errorf(CodeBadRequest, "options.rewind must be a message count or a duration such as \"30s\"")
+			}
+		case "resume":
+			if dec(v, &o.Resume) != nil {
+				return o, Errorf(CodeBadRequest, "options.resume must be a string")
+			}
+			if _, err := ParseToken(o.Resume); err != nil {
+				return o, err
+			}
+		case "delta":
 			return o, Errorf(CodeUnsupportedOption, "option %q is not supported by this edge yet", k)
 		default:
 			return o, Errorf(CodeUnsupportedOption, "unknown option %q", k)
 		}
 	}
+	if o.Resume != "" && (o.Rewind > 0 || o.RewindFor > 0) {
+		return o, Errorf(CodeBadRequest, "options.resume and options.rewind exclude each other")
+	}
 	return o, nil
 }
 
-func encodeOptions(o AttachOptions) map[string]bool {
-	if !o.PublishOnly {
+func encodeOptions(o AttachOptions) map[string]any {
+	m := map[string]any{}
+	if o.PublishOnly {
+		m["publish_only"] = true
+	}
+	if o.Rewind > 0 {
+		m["rewind"] = o.Rewind
+	}
+	if o.RewindFor > 0 {
+		m["rewind"] = o.RewindFor.String()
+	}
+	if o.Resume != "" {
+		m["resume"] = o.Resume
+	}
+	if len(m) == 0 {
 		return nil
 	}
-	return map[string]bool{"publish_only": true}
+	return m
 }

@@ -1,5 +1,7 @@
 package codec
 
+import "time"
+
 // FrameType identifies a frame on the client wire.
 type FrameType uint8
 
@@ -59,6 +61,13 @@ type AttachOptions struct {
 	// PublishOnly attaches the channel for publishing without receiving its
 	// messages (a feed publisher on thousands of markets).
 	PublishOnly bool
+	// Rewind asks for the channel's last Rewind messages from history
+	// before live ones; RewindFor for those of the last RewindFor.
+	Rewind    int
+	RewindFor time.Duration
+	// Resume is a resume token (the pos of the last message received):
+	// the edge sends exactly the messages after it, then live ones.
+	Resume string
 }
 
 // Frame is one decoded frame of the client wire protocol, in either
@@ -77,4 +86,10 @@ type Frame struct {
 	Err *Error
 	// Reconnect, on disconnect, tells the client whether to reconnect.
 	Reconnect bool
+	// Pos is a resume token: on a message frame, the channel's position
+	// after that message; on attached, the position the stream starts from.
+	Pos string
+	// Continuity, on attached, says how the stream relates to the resume
+	// token or rewind asked for.
+	Continuity Continuity
 }

@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"testing"
+	"time"
 )
 
 func seedFrames(f *testing.F, fm Format) {
@@ -14,6 +15,11 @@ func seedFrames(f *testing.F, fm Format) {
 		{Type: FrameNack, Ref: 4, Err: Errorf(CodeBackboneUnavailable, "down")},
 		{Type: FrameDisconnect, Err: Errorf(CodeGoingAway, "bye"), Reconnect: true},
 		{Type: FrameHeartbeat},
+		{Type: FrameAttach, Ref: 5, Channel: "c", Options: AttachOptions{Resume: "1.abc-1z_def-2"}},
+		{Type: FrameAttach, Ref: 6, Channel: "c", Options: AttachOptions{Rewind: 10}},
+		{Type: FrameAttach, Ref: 7, Channel: "c", Options: AttachOptions{RewindFor: 30 * time.Second}},
+		{Type: FrameAttached, Ref: 5, Channel: "c", Continuity: ContinuityResumed, Pos: "1.abc-20"},
+		{Type: FrameMessage, Channel: "c", Pos: "1.abc-21", Msg: Message{ID: "i", Data: []byte(`1`)}},
 	} {
 		f.Add(mustEncode(f, fm, &fr))
 	}
@@ -39,7 +45,8 @@ func checkRoundTrip(t *testing.T, fm Format, in []byte) {
 	}
 	if back.Type != fr.Type || back.Ref != fr.Ref || back.Channel != fr.Channel || back.Options != fr.Options ||
 		back.Msg.ID != fr.Msg.ID || back.Msg.Name != fr.Msg.Name || back.Msg.Time != fr.Msg.Time ||
-		!bytes.Equal(back.Msg.Data, fr.Msg.Data) || back.Reconnect != fr.Reconnect {
+		!bytes.Equal(back.Msg.Data, fr.Msg.Data) || back.Reconnect != fr.Reconnect ||
+		back.Pos != fr.Pos || back.Continuity != fr.Continuity {
 		t.Fatalf("round trip changed the frame:\n in %+v\nout %+v", fr, back)
 	}
 }
@@ -83,17 +90,18 @@ func FuzzDataConversion(f *testing.F) {
 }
 
 func FuzzDecodeEnvelope(f *testing.F) {
-	f.Add([]byte(`{"p":1}`), "odds:1", "e.1", "price", "17")
-	f.Add([]byte(`x`), "", "", "", "")
-	f.Fuzz(func(t *testing.T, data []byte, ch, id, name, tm string) {
-		attrs := map[string]string{"v": "1", "ch": ch, "id": id, "n": name, "t": tm}
+	f.Add([]byte(`{"p":1}`), "odds:1", "e.1", "price", "17", "abc", "5", "4")
+	f.Add([]byte(`x`), "", "", "", "", "", "", "")
+	f.Fuzz(func(t *testing.T, data []byte, ch, id, name, tm, origin, seq, prev string) {
+		attrs := map[string]string{"v": "1", "ch": ch, "id": id, "n": name, "t": tm, "o": origin, "s": seq, "p": prev}
 		m, err := DecodeEnvelope(data, attrs)
 		if err != nil {
 			return
 		}
 		env := EncodeEnvelope(&m)
 		back, err := DecodeEnvelope(env.Data, env.Attributes)
-		if err != nil || back.Channel != m.Channel || back.ID != m.ID || back.Name != m.Name || back.Time != m.Time {
+		if err != nil || back.Channel != m.Channel || back.ID != m.ID || back.Name != m.Name || back.Time != m.Time ||
+			back.Origin != m.Origin || back.Seq != m.Seq || back.Prev != m.Prev {
 			t.Fatalf("envelope round trip: %+v -> %+v (%v)", m, back, err)
 		}
 	})
@@ -110,4 +118,31 @@ func roundTripData(t *testing.T, js []byte) []byte {
 		t.Fatalf("msgpack %x (from %q) does not convert to JSON: %v", mp, js, err)
 	}
 	return out
+}
+
+// FuzzParseToken: any token that parses re-encodes to one that parses to
+// the same position.
+func FuzzParseToken(f *testing.F) {
+	f.Add("1.abc-1z_def-2")
+	f.Add("1.")
+	f.Add("1.a-0")
+	f.Add("2.abc-1")
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParseToken(s)
+		if err != nil {
+			if AsError(err).Code != CodeBadRequest {
+				t.Fatalf("ParseToken(%q): %v", s, err)
+			}
+			return
+		}
+		back, err := ParseToken(p.Token())
+		if err != nil || len(back) != len(p) {
+			t.Fatalf("token %q -> %v -> %q -> %v (%v)", s, p, p.Token(), back, err)
+		}
+		for o, n := range p {
+			if back[o] != n {
+				t.Fatalf("token %q: origin %s seq %d became %d", s, o, n, back[o])
+			}
+		}
+	})
 }

@@ -6,31 +6,35 @@ import (
 )
 
 type jsonFrame struct {
-	Type      string                     `json:"type"`
-	Ref       uint64                     `json:"ref,omitempty"`
-	Channel   string                     `json:"channel,omitempty"`
-	Options   map[string]json.RawMessage `json:"options,omitempty"`
-	ID        string                     `json:"id,omitempty"`
-	Name      string                     `json:"name,omitempty"`
-	Data      json.RawMessage            `json:"data,omitempty"`
-	Time      int64                      `json:"time,omitempty"`
-	Code      int                        `json:"code,omitempty"`
-	Message   string                     `json:"message,omitempty"`
-	Reconnect bool                       `json:"reconnect,omitempty"`
+	Type       string                     `json:"type"`
+	Ref        uint64                     `json:"ref,omitempty"`
+	Channel    string                     `json:"channel,omitempty"`
+	Options    map[string]json.RawMessage `json:"options,omitempty"`
+	ID         string                     `json:"id,omitempty"`
+	Name       string                     `json:"name,omitempty"`
+	Data       json.RawMessage            `json:"data,omitempty"`
+	Time       int64                      `json:"time,omitempty"`
+	Code       int                        `json:"code,omitempty"`
+	Message    string                     `json:"message,omitempty"`
+	Reconnect  bool                       `json:"reconnect,omitempty"`
+	Pos        string                     `json:"pos,omitempty"`
+	Continuity string                     `json:"continuity,omitempty"`
 }
 
 type jsonFrameOut struct {
-	Type      string          `json:"type"`
-	Ref       uint64          `json:"ref,omitempty"`
-	Channel   string          `json:"channel,omitempty"`
-	Options   map[string]bool `json:"options,omitempty"`
-	ID        string          `json:"id,omitempty"`
-	Name      string          `json:"name,omitempty"`
-	Data      json.RawMessage `json:"data,omitempty"`
-	Time      int64           `json:"time,omitempty"`
-	Code      int             `json:"code,omitempty"`
-	Message   string          `json:"message,omitempty"`
-	Reconnect bool            `json:"reconnect,omitempty"`
+	Type       string          `json:"type"`
+	Ref        uint64          `json:"ref,omitempty"`
+	Channel    string          `json:"channel,omitempty"`
+	Options    map[string]any  `json:"options,omitempty"`
+	ID         string          `json:"id,omitempty"`
+	Name       string          `json:"name,omitempty"`
+	Data       json.RawMessage `json:"data,omitempty"`
+	Time       int64           `json:"time,omitempty"`
+	Code       int             `json:"code,omitempty"`
+	Message    string          `json:"message,omitempty"`
+	Reconnect  bool            `json:"reconnect,omitempty"`
+	Pos        string          `json:"pos,omitempty"`
+	Continuity string          `json:"continuity,omitempty"`
 }
 
 func decodeJSON(b []byte) (Frame, error) {
@@ -46,11 +50,13 @@ func decodeJSON(b []byte) (Frame, error) {
 		return Frame{}, Errorf(CodeBadFrame, "malformed JSON: %v", err)
 	}
 	fr := Frame{
-		Type:      parseFrameType(w.Type),
-		Ref:       w.Ref,
-		Channel:   w.Channel,
-		Reconnect: w.Reconnect,
-		Msg:       Message{Channel: w.Channel, ID: w.ID, Name: w.Name, Time: w.Time},
+		Type:       parseFrameType(w.Type),
+		Ref:        w.Ref,
+		Channel:    w.Channel,
+		Reconnect:  w.Reconnect,
+		Pos:        w.Pos,
+		Continuity: Continuity(w.Continuity),
+		Msg:        Message{Channel: w.Channel, ID: w.ID, Name: w.Name, Time: w.Time},
 	}
 	if fr.Type == FrameInvalid {
 		return Frame{}, unknownType(w.Type)
@@ -64,10 +70,7 @@ func decodeJSON(b []byte) (Frame, error) {
 		fr.Err = &Error{Code: Code(w.Code), Message: w.Message}
 	}
 	var err error
-	fr.Options, err = wireOptions(w.Options, func(r json.RawMessage) (v bool, err error) {
-		err = json.Unmarshal(r, &v)
-		return v, err
-	})
+	fr.Options, err = wireOptions(w.Options, func(r json.RawMessage, v any) error { return json.Unmarshal(r, v) })
 	if err != nil {
 		return Frame{}, err
 	}
@@ -76,15 +79,17 @@ func decodeJSON(b []byte) (Frame, error) {
 
 func encodeJSON(fr *Frame) ([]byte, error) {
 	w := jsonFrameOut{
-		Type:      fr.Type.String(),
-		Ref:       fr.Ref,
-		Channel:   fr.Channel,
-		Options:   encodeOptions(fr.Options),
-		ID:        fr.Msg.ID,
-		Name:      fr.Msg.Name,
-		Data:      fr.Msg.Data,
-		Time:      fr.Msg.Time,
-		Reconnect: fr.Reconnect,
+		Type:       fr.Type.String(),
+		Ref:        fr.Ref,
+		Channel:    fr.Channel,
+		Options:    encodeOptions(fr.Options),
+		ID:         fr.Msg.ID,
+		Name:       fr.Msg.Name,
+		Data:       fr.Msg.Data,
+		Time:       fr.Msg.Time,
+		Reconnect:  fr.Reconnect,
+		Pos:        fr.Pos,
+		Continuity: string(fr.Continuity),
 	}
 	if fr.Err != nil {
 		w.Code, w.Message = int(fr.Err.Code), fr.Err.Message

@@ -30,6 +30,17 @@ type Message struct {
 	Data []byte
 	// Time is when the origin edge accepted the publish, in Unix milliseconds.
 	Time int64
+
+	// Origin names the edge instance (and process epoch) that accepted the
+	// publish; Seq numbers that origin's messages on this channel from 1.
+	// Together they are the message's position.
+	Origin string
+	Seq    uint64
+	// Prev is the Seq of the origin's previous message on this channel that
+	// may have been accepted (0 for none). Publishes that were refused leave
+	// holes in Seq; Prev skips them, so a receiver that has not seen Prev has
+	// lost a message.
+	Prev uint64
 }
 
 // DedupKey is the key under which duplicates of m are recognised: the same

@@ -7,31 +7,35 @@ import (
 )
 
 type msgpackFrame struct {
-	Type      string                        `msgpack:"type"`
-	Ref       uint64                        `msgpack:"ref,omitempty"`
-	Channel   string                        `msgpack:"channel,omitempty"`
-	Options   map[string]msgpack.RawMessage `msgpack:"options,omitempty"`
-	ID        string                        `msgpack:"id,omitempty"`
-	Name      string                        `msgpack:"name,omitempty"`
-	Data      msgpack.RawMessage            `msgpack:"data,omitempty"`
-	Time      int64                         `msgpack:"time,omitempty"`
-	Code      int                           `msgpack:"code,omitempty"`
-	Message   string                        `msgpack:"message,omitempty"`
-	Reconnect bool                          `msgpack:"reconnect,omitempty"`
+	Type       string                        `msgpack:"type"`
+	Ref        uint64                        `msgpack:"ref,omitempty"`
+	Channel    string                        `msgpack:"channel,omitempty"`
+	Options    map[string]msgpack.RawMessage `msgpack:"options,omitempty"`
+	ID         string                        `msgpack:"id,omitempty"`
+	Name       string                        `msgpack:"name,omitempty"`
+	Data       msgpack.RawMessage            `msgpack:"data,omitempty"`
+	Time       int64                         `msgpack:"time,omitempty"`
+	Code       int                           `msgpack:"code,omitempty"`
+	Message    string                        `msgpack:"message,omitempty"`
+	Reconnect  bool                          `msgpack:"reconnect,omitempty"`
+	Pos        string                        `msgpack:"pos,omitempty"`
+	Continuity string                        `msgpack:"continuity,omitempty"`
 }
 
 type msgpackFrameOut struct {
-	Type      string             `msgpack:"type"`
-	Ref       uint64             `msgpack:"ref,omitempty"`
-	Channel   string             `msgpack:"channel,omitempty"`
-	Options   map[string]bool    `msgpack:"options,omitempty"`
-	ID        string             `msgpack:"id,omitempty"`
-	Name      string             `msgpack:"name,omitempty"`
-	Data      msgpack.RawMessage `msgpack:"data,omitempty"`
-	Time      int64              `msgpack:"time,omitempty"`
-	Code      int                `msgpack:"code,omitempty"`
-	Message   string             `msgpack:"message,omitempty"`
-	Reconnect bool               `msgpack:"reconnect,omitempty"`
+	Type       string             `msgpack:"type"`
+	Ref        uint64             `msgpack:"ref,omitempty"`
+	Channel    string             `msgpack:"channel,omitempty"`
+	Options    map[string]any     `msgpack:"options,omitempty"`
+	ID         string             `msgpack:"id,omitempty"`
+	Name       string             `msgpack:"name,omitempty"`
+	Data       msgpack.RawMessage `msgpack:"data,omitempty"`
+	Time       int64              `msgpack:"time,omitempty"`
+	Code       int                `msgpack:"code,omitempty"`
+	Message    string             `msgpack:"message,omitempty"`
+	Reconnect  bool               `msgpack:"reconnect,omitempty"`
+	Pos        string             `msgpack:"pos,omitempty"`
+	Continuity string             `msgpack:"continuity,omitempty"`
 }
 
 func decodeMsgpack(b []byte) (Frame, error) {
@@ -52,11 +56,13 @@ func decodeMsgpack(b []byte) (Frame, error) {
 		return Frame{}, Errorf(CodeBadFrame, "malformed msgpack: %d bytes after the frame", r.Len())
 	}
 	fr := Frame{
-		Type:      parseFrameType(w.Type),
-		Ref:       w.Ref,
-		Channel:   w.Channel,
-		Reconnect: w.Reconnect,
-		Msg:       Message{Channel: w.Channel, ID: w.ID, Name: w.Name, Time: w.Time},
+		Type:       parseFrameType(w.Type),
+		Ref:        w.Ref,
+		Channel:    w.Channel,
+		Reconnect:  w.Reconnect,
+		Pos:        w.Pos,
+		Continuity: Continuity(w.Continuity),
+		Msg:        Message{Channel: w.Channel, ID: w.ID, Name: w.Name, Time: w.Time},
 	}
 	if fr.Type == FrameInvalid {
 		return Frame{}, unknownType(w.Type)
@@ -72,10 +78,7 @@ func decodeMsgpack(b []byte) (Frame, error) {
 		fr.Err = &Error{Code: Code(w.Code), Message: w.Message}
 	}
 	var err error
-	fr.Options, err = wireOptions(w.Options, func(r msgpack.RawMessage) (v bool, err error) {
-		err = msgpack.Unmarshal(r, &v)
-		return v, err
-	})
+	fr.Options, err = wireOptions(w.Options, func(r msgpack.RawMessage, v any) error { return msgpack.Unmarshal(r, v) })
 	if err != nil {
 		return Frame{}, err
 	}
@@ -84,14 +87,16 @@ func decodeMsgpack(b []byte) (Frame, error) {
 
 func encodeMsgpack(fr *Frame) ([]byte, error) {
 	w := msgpackFrameOut{
-		Type:      fr.Type.String(),
-		Ref:       fr.Ref,
-		Channel:   fr.Channel,
-		Options:   encodeOptions(fr.Options),
-		ID:        fr.Msg.ID,
-		Name:      fr.Msg.Name,
-		Time:      fr.Msg.Time,
-		Reconnect: fr.Reconnect,
+		Type:       fr.Type.String(),
+		Ref:        fr.Ref,
+		Channel:    fr.Channel,
+		Options:    encodeOptions(fr.Options),
+		ID:         fr.Msg.ID,
+		Name:       fr.Msg.Name,
+		Time:       fr.Msg.Time,
+		Reconnect:  fr.Reconnect,
+		Pos:        fr.Pos,
+		Continuity: string(fr.Continuity),
 	}
 	if len(fr.Msg.Data) > 0 {
 		data, err := jsonToMsgpack(fr.Msg.Data)
