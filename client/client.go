@@ -25,6 +25,13 @@ type Options struct {
 	Dialer *websocket.Dialer
 }
 
+// Message is a delivered message with its position: Pos is the resume
+// token to attach with to continue right after it, on any edge.
+type Message struct {
+	codec.Message
+	Pos string
+}
+
 // ErrClosed is returned by calls on a closed connection.
 var ErrClosed = errors.New("client: connection closed")
 
@@ -32,7 +39,7 @@ var ErrClosed = errors.New("client: connection closed")
 type Client struct {
 	ws     *websocket.Conn
 	format codec.Format
-	msgs   chan codec.Message
+	msgs   chan Message
 	errs   chan *codec.Error
 	done   chan struct{}
 	ref    atomic.Uint64
@@ -69,7 +76,7 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	c := &Client{
 		ws:      ws,
 		format:  o.Format,
-		msgs:    make(chan codec.Message, o.Buffer),
+		msgs:    make(chan Message, o.Buffer),
 		errs:    make(chan *codec.Error, 64),
 		done:    make(chan struct{}),
 		pending: make(map[uint64]chan codec.Frame),
@@ -80,7 +87,7 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 
 // Messages delivers the messages of every attached channel, in arrival
 // order. It is closed when the connection ends.
-func (c *Client) Messages() <-chan codec.Message { return c.msgs }
+func (c *Client) Messages() <-chan Message { return c.msgs }
 
 // Errors delivers error frames that answer no request of this client
 // (e.g. a frame the edge could not parse). Older ones are dropped if unread.
@@ -99,8 +106,21 @@ func (c *Client) Disconnect() *codec.Error {
 
 // Attach attaches a channel and waits for the edge's answer.
 func (c *Client) Attach(ctx context.Context, channel string, opts codec.AttachOptions) error {
-	_, err := c.request(ctx, &codec.Frame{Type: codec.FrameAttach, Channel: channel, Options: opts})
+	_, err := c.AttachInfo(ctx, channel, opts)
 	return err
+}
+
+// Attached is the edge's answer to an attach.
+type Attached struct {
+	Continuity codec.Continuity
+	Pos        string // the channel's position the stream starts from
+}
+
+// AttachInfo attaches a channel and returns the edge's answer: with
+// opts.Resume, whether the stream resumed exactly or continuity was lost.
+func (c *Client) AttachInfo(ctx context.Context, channel string, opts codec.AttachOptions) (Attached, error) {
+	fr, err := c.request(ctx, &codec.Frame{Type: codec.FrameAttach, Channel: channel, Options: opts})
+	return Attached{Continuity: fr.Continuity, Pos: fr.Pos}, err
 }
 
 // Detach detaches a channel; no message of it follows the answer.
@@ -210,7 +230,7 @@ func (c *Client) readLoop() {
 		switch fr.Type {
 		case codec.FrameMessage:
 			fr.Msg.Channel = fr.Channel
-			c.msgs <- fr.Msg
+			c.msgs <- Message{Message: fr.Msg, Pos: fr.Pos}
 		case codec.FrameHeartbeat:
 			_ = c.write(&codec.Frame{Type: codec.FrameHeartbeat})
 		case codec.FrameDisconnect:

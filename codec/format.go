@@ -47,7 +47,9 @@ func (f Format) Binary() bool { return f == FormatMsgpack }
 
 // Decode parses one frame. It checks structure and field types, not the
 // semantics of a request (channel rules, direction): that is the receiver's job.
-// Errors are *Error with CodeBadFrame, CodeUnknownType or CodeBadRequest.
+// Errors are *Error with CodeBadFrame, CodeUnknownType, CodeBadRequest or
+// CodeUnsupportedOption; with the last two, the returned Frame still has
+// the Type, Ref and Channel that could be read, to address the refusal.
 func (f Format) Decode(b []byte) (Frame, error) {
 	if f == FormatMsgpack {
 		return decodeMsgpack(b)

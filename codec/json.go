@@ -45,7 +45,7 @@ func decodeJSON(b []byte) (Frame, error) {
 			if te.Field == "" {
 				return Frame{}, Errorf(CodeBadFrame, "a frame must be a JSON object")
 			}
-			return Frame{}, Errorf(CodeBadRequest, "field %q must be a %s", te.Field, te.Type)
+			return partial(w.Type, w.Ref, w.Channel), Errorf(CodeBadRequest, "field %q must be a %s", te.Field, te.Type)
 		}
 		return Frame{}, Errorf(CodeBadFrame, "malformed JSON: %v", err)
 	}
@@ -72,7 +72,7 @@ func decodeJSON(b []byte) (Frame, error) {
 	var err error
 	fr.Options, err = wireOptions(w.Options, func(r json.RawMessage, v any) error { return json.Unmarshal(r, v) })
 	if err != nil {
-		return Frame{}, err
+		return partial(w.Type, w.Ref, w.Channel), err
 	}
 	return fr, nil
 }
@@ -105,4 +105,12 @@ func unknownType(t string) error {
 		t = t[:32] + "…"
 	}
 	return Errorf(CodeUnknownType, "unknown frame type %q", t)
+}
+
+// partial is what a refused frame still tells: its type, ref and channel,
+// so that the refusal can answer the request it was (a nack for a publish).
+// Decode returns it alongside an error when the frame's envelope was
+// readable but a field was not.
+func partial(typ string, ref uint64, channel string) Frame {
+	return Frame{Type: parseFrameType(typ), Ref: ref, Channel: channel}
 }

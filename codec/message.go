@@ -67,8 +67,13 @@ func ValidatePublish(m *Message) error {
 	if len(m.Data) == 0 {
 		return Errorf(CodeBadRequest, "data is missing")
 	}
-	if !json.Valid(m.Data) {
-		return Errorf(CodeBadRequest, "data is not a JSON value")
+	if !json.Valid(m.Data) || !utf8.Valid(m.Data) {
+		return Errorf(CodeBadRequest, "data is not a JSON value in valid UTF-8")
+	}
+	// Every subscriber must be able to receive it: msgpack subscribers get
+	// the value converted (numbers beyond float64, too deep nesting fail).
+	if _, err := jsonToMsgpack(m.Data); err != nil {
+		return err
 	}
 	return nil
 }

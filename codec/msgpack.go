@@ -70,7 +70,7 @@ func decodeMsgpack(b []byte) (Frame, error) {
 	if len(w.Data) > 0 {
 		data, err := msgpackToJSON(w.Data)
 		if err != nil {
-			return Frame{}, err
+			return partial(w.Type, w.Ref, w.Channel), err
 		}
 		fr.Msg.Data = data
 	}
@@ -80,7 +80,7 @@ func decodeMsgpack(b []byte) (Frame, error) {
 	var err error
 	fr.Options, err = wireOptions(w.Options, func(r msgpack.RawMessage, v any) error { return msgpack.Unmarshal(r, v) })
 	if err != nil {
-		return Frame{}, err
+		return partial(w.Type, w.Ref, w.Channel), err
 	}
 	return fr, nil
 }

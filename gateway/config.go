@@ -32,6 +32,11 @@ type Config struct {
 	// ErrorWindow before it is disconnected (defaults 10 per 10s).
 	MaxErrors   int
 	ErrorWindow time.Duration
+	// HistorySize and HistoryAge bound each channel's history, which serves
+	// rewind, resume and the history endpoint (defaults 1000 messages and
+	// 2 minutes, whichever is reached first).
+	HistorySize int
+	HistoryAge  time.Duration
 	// ReadBufferSize is the WebSocket read buffer per connection (default
 	// 1 KiB: memory per idle connection matters more than read syscalls for
 	// clients that mostly listen).
@@ -59,6 +64,7 @@ func (c *Config) setDefaults() error {
 	def(&c.SendQueueBytes, 1<<20)
 	def(&c.MaxErrors, 10)
 	def(&c.ReadBufferSize, 1024)
+	def(&c.HistorySize, 1000)
 	defd := func(v *time.Duration, d time.Duration) {
 		if *v <= 0 {
 			*v = d
@@ -68,6 +74,7 @@ func (c *Config) setDefaults() error {
 	defd(&c.HeartbeatInterval, 20*time.Second)
 	defd(&c.IdleTimeout, 3*c.HeartbeatInterval)
 	defd(&c.ErrorWindow, 10*time.Second)
+	defd(&c.HistoryAge, 2*time.Minute)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

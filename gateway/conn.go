@@ -156,8 +156,10 @@ func (c *conn) finish() {
 	}
 	c.mu.Unlock()
 	c.writers.Wait()
-	for ch := range c.attached {
-		c.srv.hub.remove(ch, c)
+	for name := range c.attached {
+		if ch := c.srv.hub.get(name, false); ch != nil {
+			ch.remove(c)
+		}
 	}
 	c.attached = nil
 }

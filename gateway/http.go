@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -25,6 +26,13 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		s.servePublish(ctx, strings.TrimSuffix(strings.TrimPrefix(path, "/v1/channels/"), "/messages"))
+	case strings.HasPrefix(path, "/v1/channels/") && strings.HasSuffix(path, "/history"):
+		if !ctx.IsGet() {
+			ctx.Response.Header.Set("Allow", "GET")
+			writeError(ctx, fasthttp.StatusMethodNotAllowed, codec.Errorf(codec.CodeBadRequest, "use GET for history"))
+			return
+		}
+		s.serveHistory(ctx, strings.TrimSuffix(strings.TrimPrefix(path, "/v1/channels/"), "/history"))
 	case path == "/healthz":
 		ctx.SetBodyString("ok\n")
 	case path == "/readyz":
@@ -41,8 +49,8 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 
 func credentials(ctx *fasthttp.RequestCtx) codec.Credentials {
 	c := codec.Credentials{Token: string(ctx.QueryArgs().Peek("token"))}
-	if a := string(ctx.Request.Header.Peek("Authorization")); strings.HasPrefix(a, "Bearer ") {
-		c.APIKey = strings.TrimSpace(a[len("Bearer "):])
+	if scheme, key, ok := strings.Cut(string(ctx.Request.Header.Peek("Authorization")), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		c.APIKey = strings.TrimSpace(key)
 	}
 	return c
 }
@@ -93,6 +101,7 @@ func (s *Server) newConn(ws *websocket.Conn, format codec.Format, access codec.A
 	c.log = s.cfg.Logger.With("conn", c.id, "remote", remote)
 	c.lastRead.Store(s.cfg.Now().UnixNano())
 	ws.SetPingHandler(func(data string) error {
+		c.lastRead.Store(s.cfg.Now().UnixNano()) // a ping is a sign of life too
 		c.enqueue(appendFrame(nil, opPong, []byte(data)))
 		return nil
 	})
@@ -161,6 +170,10 @@ type httpError struct {
 // servePublish publishes one message or a batch on a channel and answers
 // once the backbone has accepted (or refused) every message.
 func (s *Server) servePublish(ctx *fasthttp.RequestCtx, channel string) {
+	if s.draining.Load() {
+		writeError(ctx, fasthttp.StatusServiceUnavailable, codec.Errorf(codec.CodeGoingAway, "edge is draining; publish to another edge"))
+		return
+	}
 	if err := codec.ValidateChannel(channel); err != nil {
 		writeError(ctx, fasthttp.StatusBadRequest, codec.AsError(err))
 		return
@@ -185,6 +198,10 @@ func (s *Server) servePublish(ctx *fasthttp.RequestCtx, channel string) {
 	}
 	batch := make([]codec.Message, len(msgs))
 	for i, hm := range msgs {
+		if len(hm.Data) > s.cfg.MaxFrameSize {
+			writeError(ctx, fasthttp.StatusRequestEntityTooLarge, codec.Errorf(codec.CodeFrameTooLarge, "message %d: data exceeds %d bytes", i, s.cfg.MaxFrameSize))
+			return
+		}
 		batch[i] = codec.Message{Channel: channel, ID: hm.ID, Name: hm.Name, Data: compact(hm.Data)}
 		if err := codec.ValidatePublish(&batch[i]); err != nil {
 			writeError(ctx, fasthttp.StatusBadRequest, codec.Errorf(codec.CodeBadRequest, "message %d: %s", i, codec.AsError(err).Message))
@@ -257,3 +274,62 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(b, '\n'))
 }
+
+type historyMessage struct {
+	ID     string          `json:"id"`
+	Name   string          `json:"name,omitempty"`
+	Data   json.RawMessage `json:"data"`
+	Time   int64           `json:"time"`
+	Pos    string          `json:"pos"`
+	Cursor string          `json:"cursor"`
+}
+
+// serveHistory answers GET /v1/channels/{channel}/history?limit=N&before=C:
+// the channel's history on this edge, newest first, paged by cursor.
+func (s *Server) serveHistory(ctx *fasthttp.RequestCtx, channel string) {
+	if err := codec.ValidateChannel(channel); err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, codec.AsError(err))
+		return
+	}
+	access, err := s.cfg.Authorizer.Authorize(credentials(ctx))
+	if err == nil {
+		err = access.CanAttach(channel)
+	}
+	if err != nil {
+		writeError(ctx, httpStatus(codec.AsError(err).Code), codec.AsError(err))
+		return
+	}
+	q := ctx.QueryArgs()
+	limit := 100
+	if v := q.Peek("limit"); len(v) > 0 {
+		n, err := strconv.Atoi(string(v))
+		if err != nil || n < 1 || n > maxHistoryPage {
+			writeError(ctx, fasthttp.StatusBadRequest, codec.Errorf(codec.CodeBadRequest, "limit must be an integer from 1 to %d", maxHistoryPage))
+			return
+		}
+		limit = n
+	}
+	var before uint64
+	if v := q.Peek("before"); len(v) > 0 {
+		n, err := strconv.ParseUint(string(v), 10, 64)
+		if err != nil || n == 0 {
+			writeError(ctx, fasthttp.StatusBadRequest, codec.Errorf(codec.CodeBadRequest, "before must be a cursor from an earlier page"))
+			return
+		}
+		before = n
+	}
+	out := []historyMessage{}
+	if ch := s.hub.get(channel, false); ch != nil {
+		for _, e := range ch.history(limit, before) {
+			out = append(out, historyMessage{ID: e.m.ID, Name: e.m.Name, Data: e.m.Data, Time: e.m.Time, Pos: e.pos, Cursor: strconv.FormatUint(e.serial, 10)})
+		}
+	}
+	resp := map[string]any{"messages": out}
+	if len(out) == limit && out[len(out)-1].Cursor != "1" {
+		resp["next"] = out[len(out)-1].Cursor
+	}
+	writeJSON(ctx, fasthttp.StatusOK, resp)
+}
+
+// maxHistoryPage bounds one history page.
+const maxHistoryPage = 1000

@@ -6,7 +6,7 @@ import "github.com/feedgate/feedgate/codec"
 func (c *conn) handle(b []byte) {
 	fr, err := c.format.Decode(b)
 	if err != nil {
-		c.refuse(codec.FrameInvalid, 0, "", codec.AsError(err))
+		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.AsError(err))
 		return
 	}
 	switch fr.Type {
@@ -59,15 +59,8 @@ func (c *conn) attach(fr *codec.Frame) {
 		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.Errorf(codec.CodeTooManyChannels, "a connection may attach at most %d channels", c.srv.cfg.MaxChannelsPerConn))
 		return
 	}
-	// The reply is queued before the subscription exists, so attached
-	// always precedes the channel's first message.
-	c.send(&codec.Frame{Type: codec.FrameAttached, Ref: fr.Ref, Channel: fr.Channel, Options: fr.Options})
 	c.attached[fr.Channel] = fr.Options
-	if fr.Options.PublishOnly {
-		c.srv.hub.remove(fr.Channel, c)
-	} else {
-		c.srv.hub.add(fr.Channel, c, fr.Options)
-	}
+	c.srv.hub.get(fr.Channel, true).attach(c, fr.Ref, fr.Options)
 }
 
 func (c *conn) detach(fr *codec.Frame) {
@@ -75,10 +68,8 @@ func (c *conn) detach(fr *codec.Frame) {
 		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.Errorf(codec.CodeNotAttached, "channel %q is not attached", fr.Channel))
 		return
 	}
-	// Removed before the reply is queued: no message follows detached.
-	c.srv.hub.remove(fr.Channel, c)
 	delete(c.attached, fr.Channel)
-	c.send(&codec.Frame{Type: codec.FrameDetached, Ref: fr.Ref, Channel: fr.Channel})
+	c.srv.hub.get(fr.Channel, true).detach(c, fr.Ref)
 }
 
 func (c *conn) publish(fr *codec.Frame) {

@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -72,7 +73,7 @@ func New(cfg Config, bb Backbone) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		bb:       bb,
-		hub:      newHub(),
+		hub:      newHub(cfg.HistorySize, cfg.HistoryAge, cfg.Now, logEncode(cfg.Logger)),
 		idPrefix: strings.ToLower(base32.StdEncoding.EncodeToString(rnd[:])) + ":",
 		stop:     make(chan struct{}),
 	}
@@ -116,10 +117,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // deliver is the backbone's DeliverFunc.
-func (s *Server) deliver(m *codec.Message) {
-	s.hub.deliver(m, func(f codec.Format, err error) {
-		s.cfg.Logger.Error("encode message", "channel", m.Channel, "format", f.String(), "err", err)
-	})
+func (s *Server) deliver(m *codec.Message) { s.hub.deliver(m) }
+
+func logEncode(log *slog.Logger) func(*codec.Message, codec.Format, error) {
+	return func(m *codec.Message, f codec.Format, err error) {
+		log.Error("encode message", "channel", m.Channel, "id", m.ID, "format", f.String(), "err", err)
+	}
 }
 
 // publish assigns an ID (unless the publisher gave one) and the accept time,
@@ -144,6 +147,10 @@ func (s *Server) Stats() Stats {
 	}
 }
 
+// idleChannelTTL is how long a channel without subscribers or history is
+// remembered (its position lets a resume prove nothing was missed).
+const idleChannelTTL = 30 * time.Minute
+
 // heartbeats sends a heartbeat to every connection each HeartbeatInterval
 // and drops connections from which nothing was read for IdleTimeout. One
 // goroutine for the whole server: no timer per connection.
@@ -162,6 +169,7 @@ func (s *Server) heartbeats() {
 			payload, _ := codec.Format(f).Encode(&codec.Frame{Type: codec.FrameHeartbeat, Msg: codec.Message{Time: now.UnixMilli()}})
 			frames[f] = appendFrame(nil, dataOpcode(codec.Format(f)), payload)
 		}
+		s.hub.sweep(idleChannelTTL)
 		idleBefore := now.Add(-s.cfg.IdleTimeout).UnixNano()
 		s.conns.Range(func(k, _ any) bool {
 			c := k.(*conn)

@@ -65,7 +65,8 @@ func run(url string, channels []string, format string) error {
 				Name    string          `json:"name,omitempty"`
 				Time    int64           `json:"time"`
 				Data    json.RawMessage `json:"data"`
-			}{m.Channel, m.ID, m.Name, m.Time, m.Data})
+				Pos     string          `json:"pos"`
+			}{m.Channel, m.ID, m.Name, m.Time, m.Data, m.Pos})
 		}
 	}
 }

@@ -109,7 +109,7 @@ func fanInScenario(t *testing.T, urls []string, k int, wait time.Duration) {
 		seen := map[string]bool{}
 		deadline := time.After(wait)
 		for got := 0; got < total; got++ {
-			var m codec.Message
+			var m client.Message
 			select {
 			case m = <-s.c.Messages():
 			case <-deadline:

@@ -95,7 +95,7 @@ func MustAttach(tb testing.TB, c *client.Client, channel string, o codec.AttachO
 }
 
 // NextMessage waits for the next message on c.
-func NextMessage(tb testing.TB, c *client.Client) codec.Message {
+func NextMessage(tb testing.TB, c *client.Client) client.Message {
 	tb.Helper()
 	select {
 	case m, ok := <-c.Messages():
@@ -106,7 +106,7 @@ func NextMessage(tb testing.TB, c *client.Client) codec.Message {
 	case <-time.After(10 * time.Second):
 		tb.Fatal("no message within 10s")
 	}
-	return codec.Message{}
+	return client.Message{}
 }
 
 // NextError waits for the next unsolicited error frame on c.
