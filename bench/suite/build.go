@@ -14,6 +14,7 @@ type Binaries struct {
 	Edge, Peer, Ceiling    string
 	EdgeWhy, CeilingWhy    string
 	EdgeHelp               string // output of edge -h, to see which flags exist
+	EdgeSource             string // commit the edge was built from, and whether the tree had changes
 	RepoDir, CeilingSrcDir string
 }
 
@@ -40,6 +41,7 @@ func Build(benchDir, ceilingDir, tmp string) (*Binaries, error) {
 		b.Edge = edge
 		help, _ := exec.Command(edge, "-h").CombinedOutput()
 		b.EdgeHelp = string(help)
+		b.EdgeSource = gitDescribe(b.RepoDir)
 	}
 	ceil := filepath.Join(tmp, "ceiling")
 	if _, err := os.Stat(filepath.Join(ceilingDir, "main.go")); err != nil {
@@ -65,4 +67,18 @@ func firstLines(s string, n int) string {
 		l = l[:n]
 	}
 	return strings.Join(l, " | ")
+}
+
+// gitDescribe names the commit of dir and says whether files outside bench/
+// differed from it when the edge was built.
+func gitDescribe(dir string) string {
+	head, err := exec.Command("git", "-C", dir, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown (not a git work tree)"
+	}
+	d := "commit " + strings.TrimSpace(string(head))
+	if st, _ := exec.Command("git", "-C", dir, "status", "--porcelain", "--", ".", ":!bench").Output(); len(st) > 0 {
+		d += " plus uncommitted changes"
+	}
+	return d
 }

@@ -163,8 +163,16 @@ func (s *Suite) profile(sr *ScenarioResult, l *load, run *RunResult, p FanoutPar
 }
 
 func (s *Suite) printStep(label string, st *Step) {
-	s.printf("%s rate=%.0f: pub=%.0f/s deliv=%.0f/s p50=%.1fms p99=%.1fms max=%.0fms lost=%d dup=%d reord=%d srvCPU=%.0f%% genCPU=%.0f%% B/deliv=%.0f\n",
-		label, st.Rate, st.PubRate, st.DelivPerSec, st.P50, st.P99, st.Max, st.Lost, st.Dups, st.Reorders, st.ServerCPU, st.GenCPU, st.RxPerDeliv)
+	s.printf("%s rate=%.0f: pub=%.0f/s deliv=%.0f/s p50=%.1fms p99=%.1fms max=%.0fms lost=%d dup=%d reord=%d srvCPU=%.0f%% genCPU=%.0f%% otherCPU=%.0f%% B/deliv=%.0f\n",
+		label, st.Rate, st.PubRate, st.DelivPerSec, st.P50, st.P99, st.Max, st.Lost, st.Dups, st.Reorders, st.ServerCPU, st.GenCPU, st.OtherCPU, st.RxPerDeliv)
+	if st.OtherCPU > noiseCPU {
+		s.printf("warning: %s: %.0f%% of a core went to other processes during this window: the machine was not quiet\n", label, st.OtherCPU)
+	}
 }
+
+// noiseCPU is the share of a core (%) used by anything but the server and
+// the generator above which a window is flagged as disturbed: kernel threads
+// and the loopback's soft interrupts stay well below it on a quiet machine.
+const noiseCPU = 15
 
 func secs(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }

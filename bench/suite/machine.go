@@ -3,7 +3,9 @@ package suite
 import (
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -59,4 +61,38 @@ func cpuSelf() float64 {
 		return 0
 	}
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// cpuStat returns, from the first line of /proc/stat, the CPU time spent
+// in processes (user, nice, system) and in soft interrupts (where much of
+// the loopback's TCP work lands, charged to no process), in seconds.
+func cpuStat() (procs, softirq float64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, 0
+	}
+	v := func(i int) float64 { n, _ := strconv.ParseInt(f[i], 10, 64); return float64(n) / clkTck }
+	return v(1) + v(2) + v(3), v(7)
+}
+
+// waitQuiet waits, at most max, until the processes other than the server
+// and this generator use less than noiseCPU % of a core over half a second,
+// and returns that share as last measured.
+func waitQuiet(server *Proc, max time.Duration) float64 {
+	other := 0.0
+	for end := time.Now().Add(max); ; {
+		p0, _ := cpuStat()
+		s0, g0, t0 := server.CPUTime(), cpuSelf(), time.Now()
+		time.Sleep(500 * time.Millisecond)
+		p1, _ := cpuStat()
+		other = 100 * (p1 - p0 - (server.CPUTime() - s0).Seconds() - (cpuSelf() - g0)) / time.Since(t0).Seconds()
+		if other < noiseCPU || time.Now().After(end) {
+			return other
+		}
+	}
 }

@@ -61,8 +61,11 @@ type Step struct {
 	Lost                     int64        `json:"lost"`
 	DelivPerSec              float64      `json:"deliveries_per_sec"`
 	P50, P90, P99, P999, Max float64      // end-to-end latency, ms
-	ServerCPU                float64      `json:"server_cpu_pct"` // % of one core
-	GenCPU                   float64      `json:"gen_cpu_pct"`    // generator's own CPU (getrusage), % of one core
+	ServerCPU                float64      `json:"server_cpu_pct"`  // % of one core
+	GenCPU                   float64      `json:"gen_cpu_pct"`     // generator's own CPU (getrusage), % of one core
+	OtherCPU                 float64      `json:"other_cpu_pct"`   // everything else on the machine (kernel threads, other processes), % of one core
+	SoftIRQ                  float64      `json:"softirq_cpu_pct"` // soft interrupts (loopback TCP), % of one core
+	QuietWaitSec             float64      `json:"quiet_wait_sec"`  // waited for a quiet machine before the window
 	ServerRSSMB              float64      `json:"server_rss_mb"`
 	RxBytes                  int64        `json:"rx_bytes"` // bytes read by subscribers
 	TxBytes                  int64        `json:"tx_bytes"` // bytes written by publishers

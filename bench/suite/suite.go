@@ -103,6 +103,8 @@ func (s *Suite) setup() {
 	}
 	if s.bin.Edge == "" {
 		s.res.Setup = append(s.res.Setup, "ours: skipped: "+s.bin.EdgeWhy)
+	} else {
+		s.res.Setup = append(s.res.Setup, "ours: cmd/edge built from "+s.bin.EdgeSource)
 	}
 	if s.bin.Ceiling == "" {
 		s.res.Setup = append(s.res.Setup, "ceiling: skipped: "+s.bin.CeilingWhy)

@@ -6,6 +6,11 @@ import (
 	"github.com/feedgate/feedgate/bench/loadgen"
 )
 
+// quietMax bounds the wait for a quiet machine before each window: on a
+// machine shared with other work the window then runs anyway and its
+// other-CPU figure shows the disturbance.
+const quietMax = 60 * time.Second
+
 // load is one target under load: its server, subscribers and publishers.
 type load struct {
 	proc    *Proc
@@ -23,6 +28,9 @@ func (l *load) window(rate float64, dur, drain time.Duration, pick func(int64) i
 	for i, v := range l.seq {
 		start[i] = v + 1
 	}
+	qt := time.Now()
+	waitQuiet(l.proc, quietMax)
+	quietWait := time.Since(qt).Seconds()
 	l.r.SetWindowStart(start)
 	l.r.Take()
 	pub0 := loadgen.Sum(l.pubs)
@@ -30,6 +38,7 @@ func (l *load) window(rate float64, dur, drain time.Duration, pick func(int64) i
 	for _, p := range l.pubs {
 		p.AddFailures(fail0)
 	}
+	all0, irq0 := cpuStat()
 	cpu0, gen0, t0 := l.proc.CPUTime(), cpuSelf(), time.Now()
 
 	sent := make([]int64, len(l.seq))
@@ -57,6 +66,8 @@ func (l *load) window(rate float64, dur, drain time.Duration, pick func(int64) i
 	}
 	w := l.r.Take()
 	wall := time.Since(t0).Seconds()
+	srv, gen := (l.proc.CPUTime() - cpu0).Seconds(), cpuSelf()-gen0
+	all1, irq1 := cpuStat()
 	pub := loadgen.Sum(l.pubs)
 	st := Step{
 		Rate: rate, Sent: dr.Sent, Expected: expected,
@@ -65,12 +76,15 @@ func (l *load) window(rate float64, dur, drain time.Duration, pick func(int64) i
 		PubAcked:    pub.Acked - pub0.Acked,
 		PubBehindMs: float64(dr.MaxBehind) / 1e6,
 		Received:    w.Received, Dups: w.Dups, Reorders: w.Reorders, Late: w.Late,
-		Lost:        max(expected-(w.Received-w.Dups), 0),
-		DelivPerSec: float64(w.Received-w.Dups) / dr.Elapsed.Seconds(),
-		ServerCPU:   100 * (l.proc.CPUTime() - cpu0).Seconds() / wall,
-		GenCPU:      100 * (cpuSelf() - gen0) / wall,
-		ServerRSSMB: float64(l.proc.RSS()) / (1 << 20),
-		RxBytes:     w.RxBytes, TxBytes: pub.TxBytes - pub0.TxBytes,
+		Lost:         max(expected-(w.Received-w.Dups), 0),
+		DelivPerSec:  float64(w.Received-w.Dups) / dr.Elapsed.Seconds(),
+		ServerCPU:    100 * srv / wall,
+		GenCPU:       100 * gen / wall,
+		OtherCPU:     100 * max(all1-all0-srv-gen, 0) / wall,
+		SoftIRQ:      100 * (irq1 - irq0) / wall,
+		QuietWaitSec: quietWait,
+		ServerRSSMB:  float64(l.proc.RSS()) / (1 << 20),
+		RxBytes:      w.RxBytes, TxBytes: pub.TxBytes - pub0.TxBytes,
 		Errors: w.Errors, Disconnects: w.Disconnects,
 		Seconds: dr.Elapsed.Seconds(),
 	}
