@@ -27,8 +27,9 @@ type DoneFunc = func(err error)
 
 // DedupConfig bounds the dedup cache. Zero values mean the defaults.
 type DedupConfig struct {
-	// Size is the most message keys remembered (default 262144). At 1,000
-	// msg/s that is over four minutes of traffic.
+	// Size is the most message keys remembered by the edge, all channels
+	// together (default 262144). At 1,000 msg/s that is over four minutes
+	// of traffic.
 	Size int
 	// Window is how long a key is remembered (default 10 minutes: longer
 	// than the ack deadline plus redelivery backoff of an ordered
@@ -64,6 +65,7 @@ type core struct {
 	deliver atomic.Pointer[DeliverFunc]
 	stripes [numStripes]stripe
 	stats   Stats
+	dedupN  atomic.Int64 // keys in all stripes' dedup caches
 }
 
 type stripe struct {
@@ -103,9 +105,8 @@ func (c *core) init(cfg DedupConfig, log *slog.Logger, now func() time.Time) {
 		now = time.Now
 	}
 	c.log, c.now = log, now
-	per := (cfg.Size + numStripes - 1) / numStripes
 	for i := range c.stripes {
-		c.stripes[i].dedup = newDedupCache(per, cfg.Window)
+		c.stripes[i].dedup = newDedupCache(cfg.Size, cfg.Window, &c.dedupN)
 		c.stripes[i].chans = make(map[string]*chanState)
 	}
 }
@@ -182,30 +183,37 @@ func (c *core) deliverLocked(st *stripe, m *codec.Message) {
 	}
 }
 
+// publishAction says what Publish must do after enqueueLocked.
+type publishAction int
+
+const (
+	sendIt    publishAction = iota // send the new pending publish
+	ackAtOnce                      // the ID was already accepted: call done(nil)
+	joined                         // the ID is in flight: done joined that publish
+)
+
 // enqueueLocked stamps m and appends it to its channel's publish queue,
-// unless its ID was already accepted (done is called at once) or is in
-// flight (done joins that publish). It reports whether m must be sent.
+// unless its ID was already accepted or is in flight: a publisher's retry
+// is acknowledged without being sent, numbered or delivered again.
 // st.mu must be held.
-func (c *core) enqueueLocked(st *stripe, m *codec.Message, done DoneFunc) (*pendingPub, bool) {
+func (c *core) enqueueLocked(st *stripe, m *codec.Message, done DoneFunc) (*pendingPub, publishAction) {
 	cs := st.chanLocked(m.Channel)
-	key := m.DedupKey()
-	if st.dedup.has(key, c.now()) {
+	if st.dedup.has(m.DedupKey(), c.now()) {
 		c.stats.Retries.Add(1)
-		go done(nil)
-		return nil, false
+		return nil, ackAtOnce
 	}
 	for _, p := range cs.pending {
 		if p.m.ID == m.ID {
 			c.stats.Retries.Add(1)
 			prev := p.done
 			p.done = func(err error) { prev(err); done(err) }
-			return nil, false
+			return nil, joined
 		}
 	}
 	c.stampLocked(cs, m)
 	p := &pendingPub{m: m, done: done}
 	cs.pending = append(cs.pending, p)
-	return p, true
+	return p, sendIt
 }
 
 // failedLocked records that p was not accepted: the origin's next message

@@ -1,35 +1,35 @@
 package backbone
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
-// dedupCache remembers message keys for at most maxAge and at most maxCount
-// keys, evicting the oldest first. It is not safe for concurrent use; each
-// stripe owns one under its lock.
+// dedupCache remembers message keys for at most maxAge, evicting the
+// oldest first. Each stripe owns one, used under the stripe's lock; the
+// count bound is shared by all stripes (total), so a hot channel can use
+// the whole budget rather than 1/64 of it. When the total is over maxCount,
+// the stripe that inserts evicts its own oldest keys.
 //
 // A redelivery older than the window is delivered again: the window must
 // exceed the backbone's redelivery horizon (ack deadline plus retries), which
 // docs/operations.md discusses.
 type dedupCache struct {
-	maxCount int
+	maxCount int64
 	maxAge   time.Duration
-	seen     map[string]int64 // key -> insertion time, Unix nanoseconds
-	order    []dedupEntry     // ring in insertion order
-	head     int              // index of the oldest entry in order
-	n        int              // live entries in order
+	total    *atomic.Int64 // keys held by all stripes' caches
+	seen     map[string]struct{}
+	order    []dedupEntry // insertion order; live entries from head on
+	head     int
 }
 
 type dedupEntry struct {
 	key string
-	at  int64
+	at  int64 // Unix nanoseconds
 }
 
-func newDedupCache(maxCount int, maxAge time.Duration) *dedupCache {
-	return &dedupCache{
-		maxCount: maxCount,
-		maxAge:   maxAge,
-		seen:     make(map[string]int64),
-		order:    make([]dedupEntry, maxCount),
-	}
+func newDedupCache(maxCount int, maxAge time.Duration, total *atomic.Int64) *dedupCache {
+	return &dedupCache{maxCount: int64(maxCount), maxAge: maxAge, total: total, seen: make(map[string]struct{})}
 }
 
 // add records key at now and reports whether it is new (false: a duplicate
@@ -40,12 +40,12 @@ func (d *dedupCache) add(key string, now time.Time) bool {
 	if _, ok := d.seen[key]; ok {
 		return false
 	}
-	if d.n == d.maxCount {
+	d.order = append(d.order, dedupEntry{key: key, at: t})
+	d.seen[key] = struct{}{}
+	d.total.Add(1)
+	for d.total.Load() > d.maxCount && d.len() > 1 {
 		d.evictOldest()
 	}
-	d.order[(d.head+d.n)%d.maxCount] = dedupEntry{key: key, at: t}
-	d.n++
-	d.seen[key] = t
 	return true
 }
 
@@ -58,7 +58,7 @@ func (d *dedupCache) has(key string, now time.Time) bool {
 
 func (d *dedupCache) expire(now int64) {
 	limit := now - int64(d.maxAge)
-	for d.n > 0 && d.order[d.head].at < limit {
+	for d.len() > 0 && d.order[d.head].at < limit {
 		d.evictOldest()
 	}
 }
@@ -67,8 +67,15 @@ func (d *dedupCache) evictOldest() {
 	e := &d.order[d.head]
 	delete(d.seen, e.key)
 	*e = dedupEntry{}
-	d.head = (d.head + 1) % d.maxCount
-	d.n--
+	d.head++
+	d.total.Add(-1)
+	// Reclaim the dead prefix once it is most of the slice.
+	if d.head > 1024 && d.head > len(d.order)/2 {
+		n := copy(d.order, d.order[d.head:])
+		clear(d.order[n:])
+		d.order = d.order[:n]
+		d.head = 0
+	}
 }
 
-func (d *dedupCache) len() int { return d.n }
+func (d *dedupCache) len() int { return len(d.order) - d.head }

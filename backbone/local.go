@@ -41,10 +41,13 @@ func (l *Local) Start(_ context.Context, deliver DeliverFunc) error {
 func (l *Local) Publish(m *codec.Message, done DoneFunc) {
 	st := l.stripeFor(m.Channel)
 	st.mu.Lock()
-	p, send := l.enqueueLocked(st, m, done)
+	p, action := l.enqueueLocked(st, m, done)
 	st.mu.Unlock()
-	if send {
+	switch action {
+	case sendIt:
 		l.complete(st, p, nil)
+	case ackAtOnce:
+		done(nil)
 	}
 }
 

@@ -262,9 +262,12 @@ func (r *Relay) Publish(m *codec.Message, done DoneFunc) {
 	pub := r.publishers[r.shard(m.Channel)]
 	st := r.stripeFor(m.Channel)
 	st.mu.Lock()
-	p, send := r.enqueueLocked(st, m, done)
-	if !send {
+	p, action := r.enqueueLocked(st, m, done)
+	if action != sendIt {
 		st.mu.Unlock()
+		if action == ackAtOnce {
+			done(nil)
+		}
 		return
 	}
 	env := codec.EncodeEnvelope(m)

@@ -172,4 +172,9 @@ func TestBackboneDown(t *testing.T) {
 		t.Fatalf("a message that was never acknowledged arrived: %s %s", m.Channel, m.Data)
 	case <-time.After(500 * time.Millisecond):
 	}
+	// The refused publishes left holes in edge A's sequence; their
+	// successors' Prev skipped them, so edge B saw no loss.
+	if g, r := b.relay.Stats().Gaps.Load(), b.relay.Stats().Reorders.Load(); g != 0 || r != 0 {
+		t.Errorf("edge B reported %d gaps and %d reorders, want none", g, r)
+	}
 }

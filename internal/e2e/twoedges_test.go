@@ -24,8 +24,11 @@ func TestTwoEdgesOneBackbone(t *testing.T) {
 			fanInScenario(t, []string{a.URL, b.URL}, k, 90*time.Second)
 			for _, e := range []*relayEdge{a, b} {
 				st := e.relay.Stats()
-				t.Logf("%s: delivered %d, duplicates dropped %d, published %d, publish errors %d",
-					e.id, st.Delivered.Load(), st.Duplicates.Load(), st.Published.Load(), st.PublishErrors.Load())
+				t.Logf("%s: delivered %d, duplicates dropped %d, published %d, publish errors %d, gaps %d, reorders %d",
+					e.id, st.Delivered.Load(), st.Duplicates.Load(), st.Published.Load(), st.PublishErrors.Load(), st.Gaps.Load(), st.Reorders.Load())
+				if st.Gaps.Load() != 0 || st.Reorders.Load() != 0 {
+					t.Errorf("%s reported gaps or reorders", e.id)
+				}
 			}
 		})
 	}
