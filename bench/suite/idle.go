@@ -75,6 +75,9 @@ func (s *Suite) idleRun(server string, p IdleParams) *RunResult {
 		subs[i] = loadgen.NewSub(i, []int32{int32(i % p.Channels)})
 	}
 	time.Sleep(secs(p.SettleSec)) // let the fresh server reach its resting size
+	if other := waitQuiet(proc, quietMax); other > noiseCPU {
+		s.printf("warning: idle %s: other processes use %.0f%% of a core: the machine is not quiet\n", t.Name, other)
+	}
 	heap0, hasHeap := proc.GoHeap()
 	rss0, cpu0, gen0, t0 := proc.RSS(), proc.CPUTime(), cpuSelf(), time.Now()
 	cr := loadgen.Connect(l.r, subs, channels, p.Concurrency, int64(p.Connections), connectTimeout(p.Connections))

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -32,6 +33,7 @@ func main() {
 	profile := flag.Bool("profile", false, "capture CPU and allocation profiles of each server at its fanout knee")
 	ceiling := flag.String("ceiling-dir", "../../shared/ceiling", "source folder of the ceiling server")
 	pin := flag.Bool("pin", true, "pin servers to CPU 0 and the generator to the other CPUs")
+	cpuProfile := flag.String("cpuprofile", "", "write the generator's own CPU profile to this file")
 	flag.Parse()
 
 	serverCore := -1
@@ -63,11 +65,21 @@ func main() {
 		os.Exit(2)
 	}
 	ceilDir, _ := filepath.Abs(*ceiling)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	err := suite.Run(suite.Options{
 		Name: *name, OutRoot: *out, Quick: *quick, Scenarios: scen, Targets: tg, Profile: *profile,
 		BenchDir: benchDir, CeilingDir: ceilDir, ServerCore: serverCore, Out: os.Stdout,
 	})
 	if err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
