@@ -295,6 +295,8 @@ func (r *Relay) Publish(m *codec.Message, done DoneFunc) {
 func (r *Relay) publishError(channel string, err error) error {
 	var paused pubsub.ErrPublishingPaused
 	switch {
+	case errors.Is(err, pubsub.ErrFlowControllerMaxOutstandingMessages):
+		return codec.Errorf(codec.CodeBackboneUnavailable, "too many publishes in flight on this edge (%d); slow down and retry", r.cfg.MaxPendingPublishes)
 	case errors.As(err, &paused):
 		return codec.Errorf(codec.CodeBackboneUnavailable, "an earlier publish on this channel failed; publish again")
 	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.DeadlineExceeded:

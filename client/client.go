@@ -43,6 +43,9 @@ type Client struct {
 	errs   chan *codec.Error
 	done   chan struct{}
 	ref    atomic.Uint64
+	// lastRecv is when the last frame arrived (Unix nanoseconds): a
+	// Session takes an edge for dead when it goes quiet.
+	lastRecv atomic.Int64
 
 	wmu sync.Mutex // serialises writes
 
@@ -81,6 +84,7 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 		done:    make(chan struct{}),
 		pending: make(map[uint64]chan codec.Frame),
 	}
+	c.lastRecv.Store(time.Now().UnixNano())
 	go c.readLoop()
 	return c, nil
 }
@@ -157,6 +161,9 @@ func (c *Client) SendRaw(b []byte, binary bool) error {
 	return c.ws.WriteMessage(t, b)
 }
 
+// LastReceived is when the last frame arrived from the edge.
+func (c *Client) LastReceived() time.Time { return time.Unix(0, c.lastRecv.Load()) }
+
 // Close closes the connection.
 func (c *Client) Close() error {
 	c.wmu.Lock()
@@ -216,6 +223,7 @@ func (c *Client) readLoop() {
 	}()
 	for {
 		_, b, err := c.ws.ReadMessage()
+		c.lastRecv.Store(time.Now().UnixNano())
 		if err != nil {
 			c.mu.Lock()
 			c.readErr = err

@@ -32,6 +32,9 @@ type Config struct {
 	// ErrorWindow before it is disconnected (defaults 10 per 10s).
 	MaxErrors   int
 	ErrorWindow time.Duration
+	// DrainPeriod is how long a graceful shutdown spreads its "reconnect
+	// elsewhere" disconnects over (default 5s).
+	DrainPeriod time.Duration
 	// HistorySize and HistoryAge bound each channel's history, which serves
 	// rewind, resume and the history endpoint (defaults 1000 messages and
 	// 2 minutes, whichever is reached first).
@@ -75,6 +78,7 @@ func (c *Config) setDefaults() error {
 	defd(&c.IdleTimeout, 3*c.HeartbeatInterval)
 	defd(&c.ErrorWindow, 10*time.Second)
 	defd(&c.HistoryAge, 2*time.Minute)
+	defd(&c.DrainPeriod, 5*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

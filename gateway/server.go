@@ -191,10 +191,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false)
 	s.draining.Store(true)
 	s.stopOnce.Do(func() { close(s.stop) })
-	s.conns.Range(func(k, _ any) bool {
-		k.(*conn).disconnect(codec.Errorf(codec.CodeGoingAway, "edge is shutting down"), true)
-		return true
-	})
+	s.drain(ctx)
 	done := make(chan struct{})
 	go func() { s.readers.Wait(); close(done) }()
 	var errs []error
@@ -204,8 +201,40 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, errors.New("gateway: connections still open at shutdown deadline"))
 	}
 	errs = append(errs, s.http.ShutdownWithContext(ctx))
-	errs = append(errs, s.bb.Close(ctx))
+	// The backbone gets a budget of its own: clients that were slow to
+	// leave must not make the edge leave its subscriptions behind (they
+	// would cost a day of messages until they expire).
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), backboneCloseTimeout)
+	defer cancel()
+	errs = append(errs, s.bb.Close(bctx))
 	return errors.Join(errs...)
+}
+
+// backboneCloseTimeout bounds the backbone's stop (flushing publishes,
+// deleting subscriptions) after the clients are gone.
+const backboneCloseTimeout = 10 * time.Second
+
+// drain tells every client to reconnect elsewhere, spread evenly over
+// DrainPeriod so that the other edges are not hit by all of them at once.
+// Clients keep receiving until their turn. It returns early if ctx ends.
+func (s *Server) drain(ctx context.Context) {
+	var conns []*conn
+	s.conns.Range(func(k, _ any) bool {
+		conns = append(conns, k.(*conn))
+		return true
+	})
+	s.cfg.Logger.Info("draining", "connections", len(conns), "over", s.cfg.DrainPeriod)
+	start := s.cfg.Now()
+	for i, c := range conns {
+		// Connection i leaves at start + i/n of the period.
+		if wait := time.Until(start.Add(s.cfg.DrainPeriod * time.Duration(i) / time.Duration(len(conns)))); wait > time.Millisecond {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+			}
+		}
+		c.disconnect(codec.Errorf(codec.CodeGoingAway, "edge is draining; reconnect to another edge"), true)
+	}
 }
 
 // slogPrintf adapts fasthttp's Printf logger to slog.

@@ -43,7 +43,8 @@ type options struct {
 	addr, debugAddr, backbone, project, prefix, edgeID, apiKeys, logLevel string
 	shards                                                                int
 	createTopics                                                          bool
-	shutdownTimeout, heartbeat, publishTimeout                            time.Duration
+	shutdownTimeout, heartbeat, publishTimeout, drainPeriod, historyAge   time.Duration
+	historySize                                                           int
 	sendQueue, maxFrame                                                   int
 }
 
@@ -73,6 +74,9 @@ func parseFlags() options {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", envDuration("EDGE_SHUTDOWN_TIMEOUT", 30*time.Second), "how long a graceful stop may take (env EDGE_SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&o.heartbeat, "heartbeat", envDuration("EDGE_HEARTBEAT", 20*time.Second), "heartbeat interval; clients silent for 3x this are dropped (env EDGE_HEARTBEAT)")
 	fs.DurationVar(&o.publishTimeout, "publish-timeout", envDuration("EDGE_PUBLISH_TIMEOUT", 5*time.Second), "how long a publish may wait for Pub/Sub before it is nacked (env EDGE_PUBLISH_TIMEOUT)")
+	fs.DurationVar(&o.drainPeriod, "drain-period", envDuration("EDGE_DRAIN_PERIOD", 5*time.Second), "on SIGTERM, spread the clients' reconnect-elsewhere disconnects over this long (env EDGE_DRAIN_PERIOD)")
+	fs.DurationVar(&o.historyAge, "history-age", envDuration("EDGE_HISTORY_AGE", 2*time.Minute), "keep each channel's messages this long for rewind and resume (env EDGE_HISTORY_AGE)")
+	fs.IntVar(&o.historySize, "history-size", envInt("EDGE_HISTORY_SIZE", 1000), "keep at most this many messages per channel (env EDGE_HISTORY_SIZE)")
 	fs.IntVar(&o.sendQueue, "send-queue-bytes", envInt("EDGE_SEND_QUEUE_BYTES", 1<<20), "per-connection send queue limit; past it a client is dropped as a slow consumer (env EDGE_SEND_QUEUE_BYTES)")
 	fs.IntVar(&o.maxFrame, "max-frame-bytes", envInt("EDGE_MAX_FRAME_BYTES", 64<<10), "largest client frame accepted (env EDGE_MAX_FRAME_BYTES)")
 	flag.Parse()
@@ -81,6 +85,9 @@ func parseFlags() options {
 
 func run() error {
 	o := parseFlags()
+	if len(envErrs) > 0 {
+		return errors.Join(envErrs...)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
@@ -112,6 +119,9 @@ func run() error {
 		HeartbeatInterval: o.heartbeat,
 		SendQueueBytes:    o.sendQueue,
 		MaxFrameSize:      o.maxFrame,
+		DrainPeriod:       o.drainPeriod,
+		HistoryAge:        o.historyAge,
+		HistorySize:       o.historySize,
 	}, bb)
 	if err != nil {
 		return err
@@ -205,23 +215,27 @@ func envOr(k, def string) string {
 	return def
 }
 
-func envInt(k string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
-		return v
+// envErrs collects environment variables that did not parse: a typo in
+// production configuration must stop the edge, not fall back to a default.
+var envErrs []error
+
+func envParse[T any](k string, def T, parse func(string) (T, error)) T {
+	s, ok := os.LookupEnv(k)
+	if !ok || s == "" {
+		return def
 	}
-	return def
+	v, err := parse(s)
+	if err != nil {
+		envErrs = append(envErrs, fmt.Errorf("%s=%q: %w", k, s, err))
+		return def
+	}
+	return v
 }
 
-func envBool(k string, def bool) bool {
-	if v, err := strconv.ParseBool(os.Getenv(k)); err == nil {
-		return v
-	}
-	return def
-}
+func envInt(k string, def int) int { return envParse(k, def, strconv.Atoi) }
+
+func envBool(k string, def bool) bool { return envParse(k, def, strconv.ParseBool) }
 
 func envDuration(k string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(k)); err == nil {
-		return v
-	}
-	return def
+	return envParse(k, def, time.ParseDuration)
 }
