@@ -138,3 +138,5 @@ func fanInScenario(t *testing.T, urls []string, k int, wait time.Duration) {
 	}
 	t.Logf("%d subscribers on %d edges each got all %d messages once, in publisher order", len(subs), len(urls), total)
 }
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -43,6 +43,9 @@ func MustStartEdge(tb testing.TB, cfg gateway.Config, bb gateway.Backbone) *Edge
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if cfg.DrainPeriod == 0 {
+		cfg.DrainPeriod = 50 * time.Millisecond // tests stop edges often
+	}
 	srv, err := gateway.New(cfg, bb)
 	if err != nil {
 		tb.Fatal(err)

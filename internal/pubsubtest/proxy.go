@@ -9,7 +9,7 @@ import (
 
 // Proxy forwards TCP connections from a loopback port to a target. Down cuts
 // every connection and refuses new ones, as an unreachable server would; Up
-// restores service on the same port.
+// restores service on the same port; Cut drops some connections at random.
 type Proxy struct {
 	tb     testing.TB
 	target string
@@ -17,13 +17,13 @@ type Proxy struct {
 
 	mu    sync.Mutex // guards the fields below
 	ln    net.Listener
-	conns map[net.Conn]struct{}
+	conns map[net.Conn]net.Conn // client side -> upstream side
 }
 
 // MustStartProxy starts a proxy to target, closed at the end of the test.
 func MustStartProxy(tb testing.TB, target string) *Proxy {
 	tb.Helper()
-	p := &Proxy{tb: tb, target: target, conns: make(map[net.Conn]struct{})}
+	p := &Proxy{tb: tb, target: target, conns: make(map[net.Conn]net.Conn)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -61,21 +61,46 @@ func (p *Proxy) pipe(c net.Conn) {
 	go func() { io.Copy(up, c); up.Close() }()
 	io.Copy(c, up)
 	c.Close()
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
 }
 
-func (p *Proxy) track(cs ...net.Conn) bool {
+func (p *Proxy) track(c, up net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ln == nil {
-		for _, c := range cs {
-			c.Close()
-		}
+		c.Close()
+		up.Close()
 		return false
 	}
-	for _, c := range cs {
-		p.conns[c] = struct{}{}
-	}
+	p.conns[c] = up
 	return true
+}
+
+// Cut closes up to n of the proxied connections, chosen at random (Go's map
+// order), as a flaky network would. It returns how many it cut.
+func (p *Proxy) Cut(n int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cut := 0
+	for c, up := range p.conns {
+		if cut == n {
+			break
+		}
+		c.Close()
+		up.Close()
+		delete(p.conns, c)
+		cut++
+	}
+	return cut
+}
+
+// Conns is the number of connections being proxied.
+func (p *Proxy) Conns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
 }
 
 // Down closes the listener and every proxied connection.
@@ -86,8 +111,9 @@ func (p *Proxy) Down() {
 		p.ln.Close()
 		p.ln = nil
 	}
-	for c := range p.conns {
+	for c, up := range p.conns {
 		c.Close()
+		up.Close()
 		delete(p.conns, c)
 	}
 }

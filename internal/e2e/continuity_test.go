@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/feedgate/feedgate/client"
+	"github.com/feedgate/feedgate/codec"
+	"github.com/feedgate/feedgate/gateway"
+	"github.com/feedgate/feedgate/internal/edgetest"
+	"github.com/feedgate/feedgate/internal/pubsubtest"
+)
+
+// subscribe starts n sessions, subscriber i attached to channels[i%len],
+// each with its own tracker draining its messages.
+func subscribe(t *testing.T, n int, urls []string, channels []string) ([]*client.Session, map[*tracker]string) {
+	t.Helper()
+	sessions := make([]*client.Session, n)
+	trackers := make(map[*tracker]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		s := client.NewSession(client.SessionOptions{
+			URLs:       urls,
+			Options:    client.Options{Format: codec.Format(i % 2), Buffer: 1 << 12},
+			MinBackoff: 20 * time.Millisecond,
+			MaxBackoff: time.Second,
+			Logger:     quietLog(),
+		})
+		t.Cleanup(func() { s.Close() })
+		sessions[i] = s
+		tr := newTracker()
+		ch := channels[i%len(channels)]
+		trackers[tr] = ch
+		go func() {
+			for m := range s.Messages() {
+				tr.add(m)
+			}
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := s.Attach(ctx, ch, codec.AttachOptions{}); err != nil {
+				t.Errorf("subscriber %d attach: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return sessions, trackers
+}
+
+// publishTicks publishes perChannel messages on every channel, round robin,
+// paced to rate messages per second, from one session; it returns how many
+// were acknowledged.
+func publishTicks(t *testing.T, pub *client.Session, channels []string, perChannel int, rate float64, during func(i int)) int {
+	t.Helper()
+	for _, ch := range channels {
+		if _, err := pub.Attach(edgetest.Ctx10(t), ch, codec.AttachOptions{PublishOnly: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	n := 0
+	for seq := range perChannel {
+		for _, ch := range channels {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			_, err := pub.Publish(ctx, ch, tickData(0, seq), client.PublishOptions{})
+			cancel()
+			if err != nil {
+				t.Fatalf("publish %s/%d: %v", ch, seq, err)
+			}
+			n++
+			if during != nil {
+				during(n)
+			}
+			if d := time.Until(start.Add(time.Duration(float64(n) / rate * float64(time.Second)))); d > 0 {
+				time.Sleep(d)
+			}
+		}
+	}
+	return n
+}
+
+// waitAll waits until every tracker has want messages on its channel.
+func waitAll(t *testing.T, trackers map[*tracker]string, want int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for tr, ch := range trackers {
+		for tr.count(ch) < want && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// Late duplicates would show in this window.
+	time.Sleep(200 * time.Millisecond)
+}
+
+func expectedOf(trackers map[*tracker]string, want int) map[*tracker]int {
+	out := make(map[*tracker]int, len(trackers))
+	for tr := range trackers {
+		out[tr] = want
+	}
+	return out
+}
+
+// TestFlakyNetwork: 200 subscribers reach an edge through a proxy that
+// cuts connections at random; 10,000 messages on 10 channels. Every
+// subscriber reconnects, resumes, and gets every message of its channel
+// once and in order.
+func TestFlakyNetwork(t *testing.T) {
+	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	proxy := pubsubtest.MustStartProxy(t, e.URL[len("ws://"):])
+	channels := make([]string, 10)
+	for i := range channels {
+		channels[i] = fmt.Sprintf("flaky:%d", i)
+	}
+	const subscribers, perChannel = 200, 1000
+	_, trackers := subscribe(t, subscribers, []string{"ws://" + proxy.Addr}, channels)
+	pub := client.NewSession(client.SessionOptions{URLs: []string{e.URL}, Logger: quietLog()})
+	defer pub.Close()
+
+	cuts := 0
+	published := publishTicks(t, pub, channels, perChannel, 2000, func(i int) {
+		if i%200 == 0 { // every 0.1s: cut a tenth of the connections
+			cuts += proxy.Cut(subscribers / 10)
+		}
+	})
+	waitAll(t, trackers, perChannel, 60*time.Second)
+	f := sumFigures(published, expectedOf(trackers, perChannel))
+	f.log(t, "flaky-network", fmt.Sprintf("connections_cut=%d latency %s", cuts, percentiles(f.latencies)))
+	if cuts < subscribers {
+		t.Errorf("only %d connections were cut: the test did not exercise reconnection", cuts)
+	}
+}
+
