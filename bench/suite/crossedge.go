@@ -67,7 +67,7 @@ func (s *Suite) crossEdge() *ScenarioResult {
 		{"two-edges-pubsub", true, 2},
 	}
 	for i, c := range cases {
-		sr.Runs = append(sr.Runs, s.crossRun(c, p, emu.Addr, i))
+		sr.Runs = append(sr.Runs, s.crossRun(c, p, emu, i))
 	}
 	s.emit(compare("cross-edge: publisher and subscribers on one edge, or publisher on A and subscribers on B", sr.Runs,
 		stepFigures(func(r *RunResult) *Step {
@@ -84,12 +84,12 @@ func (s *Suite) crossEdge() *ScenarioResult {
 	return sr
 }
 
-func (s *Suite) crossRun(c crossCase, p CrossParams, emuAddr string, idx int) *RunResult {
+func (s *Suite) crossRun(c crossCase, p CrossParams, emu *emulator, idx int) *RunResult {
 	run := &RunResult{Server: "ours", Target: c.name, Variant: c.name}
 	var args []string
 	var env []string
 	if c.pubsub {
-		env = []string{"PUBSUB_EMULATOR_HOST=" + emuAddr}
+		env = []string{"PUBSUB_EMULATOR_HOST=" + emu.Addr}
 	}
 	edgeArgs := func(id string) []string {
 		if !c.pubsub {
@@ -126,6 +126,12 @@ func (s *Suite) crossRun(c crossCase, p CrossParams, emuAddr string, idx int) *R
 		subsPer[i%p.Channels]++
 	}
 	l := &load{proc: procB, seq: make([]int64, p.Channels), subsPer: subsPer}
+	if c.pubsub {
+		l.aux = append(l.aux, emu.CPUTime)
+	}
+	if procA != procB {
+		l.aux = append(l.aux, procA.CPUTime)
+	}
 	defer l.close()
 	if l.r, err = loadgen.NewReader(tB, p.Channels); err != nil {
 		run.Error = err.Error()

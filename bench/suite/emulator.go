@@ -67,3 +67,7 @@ func (e *emulator) stop() {
 	syscall.Kill(pg, syscall.SIGKILL) // the JVM may outlive gcloud's wrapper
 	<-e.exited
 }
+
+// CPUTime is the CPU time of the emulator's live processes (gcloud's wrapper
+// and the JVM).
+func (e *emulator) CPUTime() time.Duration { return groupCPU(e.cmd.Process.Pid) }

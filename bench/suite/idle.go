@@ -75,7 +75,7 @@ func (s *Suite) idleRun(server string, p IdleParams) *RunResult {
 		subs[i] = loadgen.NewSub(i, []int32{int32(i % p.Channels)})
 	}
 	time.Sleep(secs(p.SettleSec)) // let the fresh server reach its resting size
-	if other := waitQuiet(proc, quietMax); other > noiseCPU {
+	if other := waitQuiet(func() float64 { return proc.CPUTime().Seconds() + cpuSelf() }, quietMax); other > noiseCPU {
 		s.printf("warning: idle %s: other processes use %.0f%% of a core: the machine is not quiet\n", t.Name, other)
 	}
 	heap0, hasHeap := proc.GoHeap()

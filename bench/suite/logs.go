@@ -26,7 +26,8 @@ func logWarnings(path string) string {
 			Level string `json:"level"`
 			Msg   string `json:"msg"`
 		}
-		if json.Unmarshal(line, &rec) != nil || (rec.Level != "WARN" && rec.Level != "ERROR") {
+		if json.Unmarshal(line, &rec) != nil || (rec.Level != "WARN" && rec.Level != "ERROR") ||
+			strings.HasPrefix(rec.Msg, "no API keys configured") { // the suite runs the edge without keys on purpose
 			continue
 		}
 		counts[rec.Level+" "+rec.Msg]++

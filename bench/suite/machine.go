@@ -80,17 +80,18 @@ func cpuStat() (procs, softirq float64) {
 	return v(1) + v(2) + v(3), v(7)
 }
 
-// waitQuiet waits, at most max, until the processes other than the server
-// and this generator use less than noiseCPU % of a core over half a second,
-// and returns that share as last measured.
-func waitQuiet(server *Proc, max time.Duration) float64 {
+// waitQuiet waits, at most max, until the processes other than the known
+// ones (server, generator, other parts of the system under test; known
+// returns their CPU time in seconds) use less than noiseCPU % of a core over
+// half a second, and returns that share as last measured.
+func waitQuiet(known func() float64, max time.Duration) float64 {
 	other := 0.0
 	for end := time.Now().Add(max); ; {
 		p0, _ := cpuStat()
-		s0, g0, t0 := server.CPUTime(), cpuSelf(), time.Now()
+		k0, t0 := known(), time.Now()
 		time.Sleep(500 * time.Millisecond)
 		p1, _ := cpuStat()
-		other = 100 * (p1 - p0 - (server.CPUTime() - s0).Seconds() - (cpuSelf() - g0)) / time.Since(t0).Seconds()
+		other = 100 * (p1 - p0 - (known() - k0)) / time.Since(t0).Seconds()
 		if other < noiseCPU || time.Now().After(end) {
 			return other
 		}

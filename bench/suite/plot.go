@@ -139,7 +139,15 @@ func (s *Suite) plotFanout(sr *ScenarioResult) error {
 	for _, pl := range []*plot.Plot{d, l} {
 		pl.X.Scale, pl.X.Tick.Marker = plot.LogScale{}, plot.ConstantTicks(ticks)
 	}
-	d.Y.Scale, d.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+	var yt []plot.Tick
+	for _, v := range []float64{1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7} {
+		label := fmt.Sprintf("%gk", v/1e3)
+		if v >= 1e6 {
+			label = fmt.Sprintf("%gM", v/1e6)
+		}
+		yt = append(yt, plot.Tick{Value: v, Label: label})
+	}
+	d.Y.Scale, d.Y.Tick.Marker = plot.LogScale{}, plot.ConstantTicks(yt)
 	var names []string
 	var dv, lv []plotter.XYs
 	common := map[float64]int{}

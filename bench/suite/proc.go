@@ -123,19 +123,41 @@ const clkTck = 100
 
 // CPUTime returns user+system CPU time used so far, from /proc/PID/stat.
 func (p *Proc) CPUTime() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+	t, _ := procCPU(strconv.Itoa(p.Pid()))
+	return t
+}
+
+// procCPU reads a process's user+system time and its process group from
+// /proc/PID/stat.
+func procCPU(pid string) (time.Duration, int) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	// Fields after the command name, which is in parentheses.
 	i := bytes.LastIndexByte(b, ')')
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0
+		return 0, 0
 	}
+	pgrp, _ := strconv.Atoi(f[2])
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / clkTck
+	return time.Duration(ut+st) * time.Second / clkTck, pgrp
+}
+
+// groupCPU sums the CPU time of the live processes of process group pgid.
+func groupCPU(pgid int) time.Duration {
+	ents, _ := os.ReadDir("/proc")
+	var sum time.Duration
+	for _, e := range ents {
+		if n := e.Name(); n[0] >= '1' && n[0] <= '9' {
+			if t, g := procCPU(n); g == pgid {
+				sum += t
+			}
+		}
+	}
+	return sum
 }
 
 // GoHeap returns the live Go heap (HeapAlloc after a GC) from the server's

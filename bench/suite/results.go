@@ -63,6 +63,7 @@ type Step struct {
 	P50, P90, P99, P999, Max float64      // end-to-end latency, ms
 	ServerCPU                float64      `json:"server_cpu_pct"`  // % of one core
 	GenCPU                   float64      `json:"gen_cpu_pct"`     // generator's own CPU (getrusage), % of one core
+	AuxCPU                   float64      `json:"aux_cpu_pct"`     // other parts of the system under test (second edge, Pub/Sub emulator), % of one core
 	OtherCPU                 float64      `json:"other_cpu_pct"`   // everything else on the machine (kernel threads, other processes), % of one core
 	SoftIRQ                  float64      `json:"softirq_cpu_pct"` // soft interrupts (loopback TCP), % of one core
 	QuietWaitSec             float64      `json:"quiet_wait_sec"`  // waited for a quiet machine before the window

@@ -83,6 +83,7 @@ func stepFigures(pick func(*RunResult) *Step) []figure {
 		stepFig("wire bytes/delivery", func(s *Step) float64 { return s.RxPerDeliv }, pick),
 		stepFig("server CPU %", func(s *Step) float64 { return s.ServerCPU }, pick),
 		stepFig("generator CPU %", func(s *Step) float64 { return s.GenCPU }, pick),
+		stepFig("rest of system CPU % (2nd edge, emulator)", func(s *Step) float64 { return s.AuxCPU }, pick),
 		stepFig("softirq CPU % (loopback TCP)", func(s *Step) float64 { return s.SoftIRQ }, pick),
 		stepFig("other processes CPU % (noise)", func(s *Step) float64 { return s.OtherCPU }, pick),
 		stepFig("server RSS MB", func(s *Step) float64 { return s.ServerRSSMB }, pick),
