@@ -217,13 +217,12 @@ func (c *core) enqueueLocked(st *stripe, m *codec.Message, done DoneFunc) (*pend
 }
 
 // failedLocked records that p was not accepted: the origin's next message
-// declares as its Prev the last Seq before p that may have been accepted,
-// so receivers do not mistake the refused ones for lost ones.
+// declares as its Prev the last Seq before p that may have been accepted
+// (p's own Prev, which skips earlier refusals), so receivers do not mistake
+// the refused ones for lost ones.
 func (c *core) failedLocked(st *stripe, p *pendingPub) {
 	cs := st.chanLocked(p.m.Channel)
-	if p.m.Seq-1 < cs.prev {
-		cs.prev = p.m.Seq - 1
-	}
+	cs.prev = min(cs.prev, p.m.Prev)
 }
 
 // complete records the backbone's answer for p and, in publish order,

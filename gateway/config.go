@@ -19,6 +19,11 @@ type Config struct {
 	// connection (default 1 MiB). A subscriber that falls further behind is
 	// disconnected as a slow consumer; the others are not affected.
 	SendQueueBytes int
+	// SocketSendBuffer, if set, caps the kernel's send buffer per
+	// connection (SO_SNDBUF), in bytes. Linux otherwise grows it to a few
+	// MB for a client that stops reading, memory the SendQueueBytes limit
+	// does not see and a delay before a stalled client counts as slow.
+	SocketSendBuffer int
 	// WriteTimeout bounds one socket write (default 10s); a connection that
 	// cannot take a write for that long is dropped.
 	WriteTimeout time.Duration

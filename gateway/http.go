@@ -99,6 +99,9 @@ func (s *Server) newConn(ws *websocket.Conn, format codec.Format, access codec.A
 		attached: make(map[string]codec.AttachOptions),
 	}
 	c.log = s.cfg.Logger.With("conn", c.id, "remote", remote)
+	if tc, ok := c.nc.(*net.TCPConn); ok && s.cfg.SocketSendBuffer > 0 {
+		_ = tc.SetWriteBuffer(s.cfg.SocketSendBuffer)
+	}
 	c.lastRead.Store(s.cfg.Now().UnixNano())
 	ws.SetPingHandler(func(data string) error {
 		c.lastRead.Store(s.cfg.Now().UnixNano()) // a ping is a sign of life too

@@ -40,12 +40,12 @@ var (
 )
 
 type options struct {
-	addr, debugAddr, backbone, project, prefix, edgeID, apiKeys, logLevel string
-	shards                                                                int
-	createTopics                                                          bool
-	shutdownTimeout, heartbeat, publishTimeout, drainPeriod, historyAge   time.Duration
-	historySize                                                           int
-	sendQueue, maxFrame                                                   int
+	addr, debugAddr, metricsAddr, backbone, project, prefix, edgeID, apiKeys, logLevel string
+	shards                                                                             int
+	createTopics                                                                       bool
+	shutdownTimeout, heartbeat, publishTimeout, drainPeriod, historyAge                time.Duration
+	historySize                                                                        int
+	sendQueue, maxFrame                                                                int
 }
 
 func main() {
@@ -62,6 +62,7 @@ func parseFlags() options {
 		fs.StringVar(p, name, envOr(env, def), usage+" (env "+env+")")
 	}
 	str(&o.addr, "addr", "EDGE_ADDR", ":8080", "listen address for WebSocket and HTTP")
+	str(&o.metricsAddr, "metrics-addr", "EDGE_METRICS_ADDR", "", "if set, serve Prometheus metrics at /metrics on this address (e.g. :9090)")
 	str(&o.debugAddr, "debug-addr", "EDGE_DEBUG_ADDR", "", "if set, serve net/http/pprof on this address (keep it private)")
 	str(&o.backbone, "backbone", "EDGE_BACKBONE", "auto", "local | pubsub | auto (pubsub when a project is set)")
 	str(&o.project, "pubsub-project", "EDGE_PUBSUB_PROJECT", "", "Google Cloud project of the shard topics")
@@ -126,6 +127,25 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if o.metricsAddr != "" {
+		h, stopMetrics, err := newMetrics(srv, bb)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics(context.Background())
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", h)
+		mln, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("-metrics-addr: %w", err)
+		}
+		go func() {
+			if err := http.Serve(mln, mux); err != nil {
+				log.Error("metrics server", "err", err)
+			}
+		}()
+		log.Info("metrics (Prometheus)", "addr", mln.Addr().String())
+	}
 	if o.debugAddr != "" {
 		go func() {
 			log.Info("debug server (pprof)", "addr", o.debugAddr)
@@ -151,7 +171,13 @@ func run() error {
 	return srv.Shutdown(sctx)
 }
 
-func newBackbone(ctx context.Context, o options, log *slog.Logger) (gateway.Backbone, error) {
+// edgeBackbone is a backbone that reports its counters.
+type edgeBackbone interface {
+	gateway.Backbone
+	statsSource
+}
+
+func newBackbone(ctx context.Context, o options, log *slog.Logger) (edgeBackbone, error) {
 	kind := o.backbone
 	if kind == "auto" {
 		kind = "local"

@@ -58,6 +58,12 @@ func subscribe(t *testing.T, n int, urls []string, channels []string) ([]*client
 // were acknowledged.
 func publishTicks(t *testing.T, pub *client.Session, channels []string, perChannel int, rate float64, during func(i int)) int {
 	t.Helper()
+	return publishTicksPadded(t, pub, channels, perChannel, rate, 0, during)
+}
+
+// publishTicksPadded is publishTicks with pad bytes of padding per message.
+func publishTicksPadded(t *testing.T, pub *client.Session, channels []string, perChannel int, rate float64, pad int, during func(i int)) int {
+	t.Helper()
 	for _, ch := range channels {
 		if _, err := pub.Attach(edgetest.Ctx10(t), ch, codec.AttachOptions{PublishOnly: true}); err != nil {
 			t.Fatal(err)
@@ -68,7 +74,7 @@ func publishTicks(t *testing.T, pub *client.Session, channels []string, perChann
 	for seq := range perChannel {
 		for _, ch := range channels {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			_, err := pub.Publish(ctx, ch, tickData(0, seq), client.PublishOptions{})
+			_, err := pub.Publish(ctx, ch, tickDataPadded(0, seq, pad), client.PublishOptions{})
 			cancel()
 			if err != nil {
 				t.Fatalf("publish %s/%d: %v", ch, seq, err)
@@ -135,4 +141,3 @@ func TestFlakyNetwork(t *testing.T) {
 		t.Errorf("only %d connections were cut: the test did not exercise reconnection", cuts)
 	}
 }
-

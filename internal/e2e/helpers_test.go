@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -36,8 +37,16 @@ func relayConfig(srv pubsubtest.Server, edgeID, prefix string) backbone.RelayCon
 		EdgeID:         edgeID,
 		CreateTopics:   true,
 		PublishTimeout: 2 * time.Second,
-		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:         testLogger(),
 	}
+}
+
+// testLogger discards logs unless FEEDGATE_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("FEEDGATE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
 func mustStartRelayEdge(tb testing.TB, cfg backbone.RelayConfig) *relayEdge {

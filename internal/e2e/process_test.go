@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -32,18 +34,20 @@ func mustBuildEdge(tb testing.TB) string {
 }
 
 type edgeProc struct {
-	cmd    *exec.Cmd
-	url    string
-	log    *bytes.Buffer
-	exited chan error
+	cmd     *exec.Cmd
+	url     string
+	metrics string // http://127.0.0.1:port/metrics
+	log     *bytes.Buffer
+	exited  chan error
 }
 
 func mustStartEdgeProc(tb testing.TB, bin string, env []string, args ...string) *edgeProc {
 	tb.Helper()
 	port := pubsubtest.FreePort(tb)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p := &edgeProc{url: "ws://" + addr, log: &bytes.Buffer{}, exited: make(chan error, 1)}
-	p.cmd = exec.Command(bin, append([]string{"-addr", addr}, args...)...)
+	maddr := fmt.Sprintf("127.0.0.1:%d", pubsubtest.FreePort(tb))
+	p := &edgeProc{url: "ws://" + addr, metrics: "http://" + maddr + "/metrics", log: &bytes.Buffer{}, exited: make(chan error, 1)}
+	p.cmd = exec.Command(bin, append([]string{"-addr", addr, "-metrics-addr", maddr}, args...)...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = p.log
 	if err := p.cmd.Start(); err != nil {
@@ -121,5 +125,29 @@ func TestTwoEdgeProcesses(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestMetrics: the edge process exports its counters for Prometheus.
+func TestMetrics(t *testing.T) {
+	p := mustStartEdgeProc(t, mustBuildEdge(t), nil)
+	api := "http://" + p.url[len("ws://"):]
+	for i := 0; i < 3; i++ {
+		resp, err := http.Post(api+"/v1/channels/m/messages", "application/json", strings.NewReader(`{"data":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := http.Get(p.metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{"feedgate_backbone_published_total 3", "feedgate_connections ", "feedgate_backbone_gaps_total 0"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,13 +15,16 @@ import (
 // tick is the payload the continuity tests publish: publisher, sequence
 // number per publisher and channel, and the publish time.
 type tick struct {
-	Pub int   `json:"pub"`
-	Seq int   `json:"seq"`
-	TS  int64 `json:"ts"`
+	Pub int    `json:"pub"`
+	Seq int    `json:"seq"`
+	TS  int64  `json:"ts"`
+	Pad string `json:"pad,omitempty"`
 }
 
-func tickData(pub, seq int) []byte {
-	b, _ := json.Marshal(tick{Pub: pub, Seq: seq, TS: time.Now().UnixNano()})
+func tickData(pub, seq int) []byte { return tickDataPadded(pub, seq, 0) }
+
+func tickDataPadded(pub, seq, pad int) []byte {
+	b, _ := json.Marshal(tick{Pub: pub, Seq: seq, TS: time.Now().UnixNano(), Pad: strings.Repeat("x", pad)})
 	return b
 }
 
