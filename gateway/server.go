@@ -47,6 +47,7 @@ type serverStats struct {
 	slowConsumers atomic.Uint64
 	badFrames     atomic.Uint64
 	idleDrops     atomic.Uint64
+	writeTimeouts atomic.Uint64
 }
 
 // Stats is a snapshot of a server's counters.
@@ -56,6 +57,7 @@ type Stats struct {
 	SlowConsumers uint64 // connections dropped because their queue overflowed
 	BadFrames     uint64 // client frames refused as malformed or invalid
 	IdleDrops     uint64 // connections dropped for not answering heartbeats
+	WriteTimeouts uint64 // connections dropped because a write made no progress for WriteTimeout
 }
 
 // New returns a Server relaying through bb. It does not listen yet.
@@ -107,6 +109,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	go s.heartbeats()
+	go s.watchWrites()
 	s.ready.Store(true)
 	s.cfg.Logger.Info("edge serving", "addr", ln.Addr().String())
 	err := s.http.Serve(ln)
@@ -144,12 +147,41 @@ func (s *Server) Stats() Stats {
 		SlowConsumers: s.stats.slowConsumers.Load(),
 		BadFrames:     s.stats.badFrames.Load(),
 		IdleDrops:     s.stats.idleDrops.Load(),
+		WriteTimeouts: s.stats.writeTimeouts.Load(),
 	}
 }
 
 // idleChannelTTL is how long a channel without subscribers or history is
 // remembered (its position lets a resume prove nothing was missed).
 const idleChannelTTL = 30 * time.Minute
+
+// watchWrites closes connections stuck in one write for WriteTimeout (a
+// client that stopped reading with the kernel buffers full): closing the
+// socket fails the write, and the writer and reader end.
+func (s *Server) watchWrites() {
+	t := time.NewTicker(max(s.cfg.WriteTimeout/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		stuckSince := s.cfg.Now().Add(-s.cfg.WriteTimeout).UnixNano()
+		s.conns.Range(func(k, _ any) bool {
+			c := k.(*conn)
+			if w := c.writeSince.Load(); w != 0 && w < stuckSince {
+				s.stats.writeTimeouts.Add(1)
+				c.log.Info("dropping client: a write made no progress", "for", s.cfg.WriteTimeout)
+				c.mu.Lock()
+				c.closing = true
+				c.closeSocketLocked()
+				c.mu.Unlock()
+			}
+			return true
+		})
+	}
+}
 
 // heartbeats sends a heartbeat to every connection each HeartbeatInterval
 // and drops connections from which nothing was read for IdleTimeout. One

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -95,5 +96,32 @@ func BenchmarkBroadcast(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(want)/el.Seconds(), "deliveries/s")
 		})
+	}
+}
+
+// TestStuckWriteDropped: a client that stops reading while its queue stays
+// under the limit is dropped once one write has made no progress for
+// WriteTimeout.
+func TestStuckWriteDropped(t *testing.T) {
+	e := edgetest.MustStartEdge(t, gateway.Config{WriteTimeout: 300 * time.Millisecond, SendQueueBytes: 64 << 20, SocketSendBuffer: 16 << 10}, nil)
+	stuck := edgetest.MustDialRaw(t, e.URL)
+	if err := stuck.WriteMessage(websocket.TextMessage, []byte(`{"type":"attach","ref":1,"channel":"w"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err := stuck.ReadMessage(); err != nil || !strings.Contains(string(b), `"attached"`) {
+		t.Fatalf("attach: %s %v", b, err)
+	}
+	stuck.NetConn().(*net.TCPConn).SetReadBuffer(4096)
+	pub := edgetest.MustDial(t, e.URL, client.Options{})
+	edgetest.MustAttach(t, pub, "w", codec.AttachOptions{PublishOnly: true})
+	payload := []byte(`"` + strings.Repeat("w", 16<<10) + `"`)
+	for range 200 { // 3 MB: more than the kernel holds for it
+		if _, err := pub.Publish(edgetest.Ctx10(t), "w", payload, client.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	edgetest.WaitFor(t, "stuck writer dropped", func() bool { return e.Srv.Stats().WriteTimeouts == 1 })
+	if s := e.Srv.Stats().SlowConsumers; s != 0 {
+		t.Fatalf("dropped as a slow consumer (%d), not by the write watchdog", s)
 	}
 }

@@ -44,6 +44,7 @@ func newMetrics(srv *gateway.Server, bb statsSource) (http.Handler, func(context
 		slow       = counter("feedgate.slow_consumers", "Connections dropped because their send queue overflowed.")
 		bad        = counter("feedgate.bad_frames", "Client frames refused as malformed or invalid.")
 		idle       = counter("feedgate.idle_drops", "Connections dropped for not answering heartbeats.")
+		stuck      = counter("feedgate.write_timeouts", "Connections dropped because a write made no progress.")
 		bbIn       = counter("feedgate.backbone.delivered", "Messages the backbone handed to this edge (after dedup).")
 		bbDup      = counter("feedgate.backbone.duplicates", "Messages dropped by the dedup cache.")
 		bbPub      = counter("feedgate.backbone.published", "Publishes accepted by the backbone.")
@@ -60,6 +61,7 @@ func newMetrics(srv *gateway.Server, bb statsSource) (http.Handler, func(context
 		o.ObserveInt64(slow, int64(st.SlowConsumers))
 		o.ObserveInt64(bad, int64(st.BadFrames))
 		o.ObserveInt64(idle, int64(st.IdleDrops))
+		o.ObserveInt64(stuck, int64(st.WriteTimeouts))
 		b := bb.Stats()
 		o.ObserveInt64(bbIn, int64(b.Delivered.Load()))
 		o.ObserveInt64(bbDup, int64(b.Duplicates.Load()))
@@ -70,7 +72,7 @@ func newMetrics(srv *gateway.Server, bb statsSource) (http.Handler, func(context
 		o.ObserveInt64(bbReorder, int64(b.Reorders.Load()))
 		o.ObserveInt64(bbBad, int64(b.Malformed.Load()))
 		return nil
-	}, conns, deliveries, slow, bad, idle, bbIn, bbDup, bbPub, bbPubErr, bbRetry, bbGaps, bbReorder, bbBad)
+	}, conns, deliveries, slow, bad, idle, stuck, bbIn, bbDup, bbPub, bbPubErr, bbRetry, bbGaps, bbReorder, bbBad)
 	if err != nil {
 		return nil, nil, err
 	}
