@@ -148,7 +148,7 @@ func (s *Suite) crossRun(c crossCase, p CrossParams, emu *emulator, idx int) *Ru
 		return run
 	}
 	n := int64(p.Channels)
-	st := l.window(p.Rate, secs(p.WindowSec), secs(p.DrainSec), func(i int64) int { return int(i % n) })
+	st := l.measure(s, "cross-edge "+c.name, p.Rate, secs(p.WindowSec), secs(p.DrainSec), func(i int64) int { return int(i % n) })
 	run.Steps = append(run.Steps, st)
 	s.printStep("cross-edge "+c.name, &st)
 	return run

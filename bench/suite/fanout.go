@@ -114,7 +114,7 @@ func (s *Suite) fanoutRun(server string, p FanoutParams, sr *ScenarioResult) *Ru
 	win, drain := secs(p.WindowSec), secs(p.DrainSec)
 	zero := func(int64) int { return 0 }
 	for _, rate := range p.Rates {
-		st := l.window(rate, win, drain, zero)
+		st := l.measure(s, "fanout "+t.Name, rate, win, drain, zero)
 		run.Steps = append(run.Steps, st)
 		s.printStep("fanout "+t.Name, &st)
 		if st.GenCPU >= 90 {

@@ -118,7 +118,7 @@ func (s *Suite) oddsRun(server, format, variant string, p OddsParams, channels [
 		return run
 	}
 	n := int64(p.Channels)
-	st := l.window(p.Rate, secs(p.WindowSec), secs(p.DrainSec), func(i int64) int { return int(i * 7919 % n) })
+	st := l.measure(s, "oddsfeed "+t.Name+" "+variant, p.Rate, secs(p.WindowSec), secs(p.DrainSec), func(i int64) int { return int(i * 7919 % n) })
 	run.Steps = append(run.Steps, st)
 	s.printStep("oddsfeed "+t.Name+" "+variant, &st)
 	return run

@@ -67,6 +67,7 @@ type Step struct {
 	OtherCPU                 float64      `json:"other_cpu_pct"`   // everything else on the machine (kernel threads, other processes), % of one core
 	SoftIRQ                  float64      `json:"softirq_cpu_pct"` // soft interrupts (loopback TCP), % of one core
 	QuietWaitSec             float64      `json:"quiet_wait_sec"`  // waited for a quiet machine before the window
+	Attempts                 int          `json:"attempts"`        // windows measured until one was undisturbed
 	ServerRSSMB              float64      `json:"server_rss_mb"`
 	RxBytes                  int64        `json:"rx_bytes"` // bytes read by subscribers
 	TxBytes                  int64        `json:"tx_bytes"` // bytes written by publishers

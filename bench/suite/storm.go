@@ -110,7 +110,7 @@ func (s *Suite) stormRun(server string, p StormParams) *RunResult {
 	}
 	n := int64(p.Channels)
 	pick := func(i int64) int { return int(i % n) }
-	base := l.window(p.Rate, secs(p.BaselineSec), secs(p.DrainSec), pick)
+	base := l.measure(s, "reconnect-storm "+t.Name+" baseline", p.Rate, secs(p.BaselineSec), secs(p.DrainSec), pick)
 	run.Steps = append(run.Steps, base)
 	s.printStep("reconnect-storm "+t.Name+" baseline", &base)
 
