@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -16,16 +17,18 @@ import (
 
 // conn is one client WebSocket connection.
 //
-// Goroutines: the reader (the fasthttp hijack goroutine, for the whole life
-// of the connection) and a writer that exists only while frames are queued.
-// There is no parked writer per idle connection: enqueue starts one when the
-// queue goes from empty to non-empty, and it exits once the queue is empty.
+// Goroutines: a reader for the whole life of the connection, and no writer
+// of its own: when the queue goes from empty to non-empty the connection is
+// scheduled on one of the server's flushers, which writes everything queued
+// in one non-blocking writev. Only a connection whose socket is full gets a
+// goroutine of its own, which blocks until the client reads (see writer.go).
 // Exactly one goroutine writes to the socket at a time.
 type conn struct {
 	srv    *Server
 	id     uint64
 	ws     *websocket.Conn
-	nc     net.Conn // the socket, written directly with writev
+	nc     net.Conn        // the socket, written directly with writev
+	rc     syscall.RawConn // nc's file descriptor, for non-blocking writes; nil if unavailable
 	format codec.Format
 	access codec.Access
 	log    *slog.Logger
@@ -42,13 +45,13 @@ type conn struct {
 	errCount  int
 	errWindow time.Time
 
-	writers sync.WaitGroup // the writer goroutine, while one runs
+	writers sync.WaitGroup // the blocking writer goroutine, while one runs
 
 	mu       sync.Mutex // guards the fields below
 	queue    [][]byte   // complete WebSocket frames waiting to be written
 	spare    [][]byte   // the previous batch's slice, reused
 	queued   int        // bytes in queue
-	writing  bool       // a writer goroutine is running
+	writing  bool       // a flusher or a blocking writer owns writing
 	closing  bool       // no more frames accepted; the socket closes once queue is written
 	sockDone bool       // the socket has been closed
 }
@@ -68,16 +71,6 @@ func (c *conn) enqueue(frame []byte) {
 		return
 	}
 	c.pushLocked(frame)
-}
-
-func (c *conn) pushLocked(frame []byte) {
-	c.queue = append(c.queue, frame)
-	c.queued += len(frame)
-	if !c.writing {
-		c.writing = true
-		c.writers.Add(1)
-		go c.writeLoop()
-	}
 }
 
 // disconnectLocked queues a disconnect frame and a close frame, after which
@@ -102,53 +95,6 @@ func (c *conn) disconnect(reason *codec.Error, reconnect bool) {
 	c.mu.Lock()
 	c.disconnectLocked(reason, reconnect, false)
 	c.mu.Unlock()
-}
-
-// writeLoop writes everything queued, coalescing all frames waiting at each
-// pass into one writev, and exits when the queue is empty.
-func (c *conn) writeLoop() {
-	defer c.writers.Done()
-	for {
-		c.mu.Lock()
-		if len(c.queue) == 0 || c.sockDone {
-			c.writing = false
-			if c.closing {
-				c.closeSocketLocked()
-			}
-			c.mu.Unlock()
-			return
-		}
-		batch := c.queue
-		c.queue, c.spare = c.spare[:0], nil
-		c.queued = 0
-		c.mu.Unlock()
-
-		c.writeSince.Store(c.srv.cfg.Now().UnixNano())
-		bufs := net.Buffers(batch)
-		_, err := bufs.WriteTo(c.nc)
-		c.writeSince.Store(0)
-		clear(batch)
-
-		c.mu.Lock()
-		c.spare = batch[:0]
-		if err != nil {
-			c.closing = true
-			c.writing = false
-			c.closeSocketLocked()
-			c.mu.Unlock()
-			return
-		}
-		c.mu.Unlock()
-	}
-}
-
-func (c *conn) closeSocketLocked() {
-	if !c.sockDone {
-		c.sockDone = true
-		clear(c.queue)
-		c.queue, c.queued = nil, 0
-		_ = c.nc.Close()
-	}
 }
 
 // finish is called by the reader when it stops: it lets the writer flush

@@ -99,8 +99,13 @@ func (s *Server) newConn(ws *websocket.Conn, format codec.Format, access codec.A
 		attached: make(map[string]codec.AttachOptions),
 	}
 	c.log = s.cfg.Logger.With("conn", c.id, "remote", remote)
-	if tc, ok := c.nc.(*net.TCPConn); ok && s.cfg.SocketSendBuffer > 0 {
-		_ = tc.SetWriteBuffer(s.cfg.SocketSendBuffer)
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		if s.cfg.SocketSendBuffer > 0 {
+			_ = tc.SetWriteBuffer(s.cfg.SocketSendBuffer)
+		}
+		if rc, err := tc.SyscallConn(); err == nil {
+			c.rc = rc
+		}
 	}
 	c.lastRead.Store(s.cfg.Now().UnixNano())
 	ws.SetPingHandler(func(data string) error {

@@ -36,11 +36,14 @@ type Server struct {
 	nconns  atomic.Int64
 	readers sync.WaitGroup
 
-	ready    atomic.Bool
-	draining atomic.Bool
-	stop     chan struct{}
-	stopOnce sync.Once
-	stats    serverStats
+	ready     atomic.Bool
+	draining  atomic.Bool
+	flushers  []*flusher
+	stop      chan struct{} // closed at shutdown: heartbeats and watchdog end
+	stopOnce  sync.Once
+	flushEnd  chan struct{} // closed once the connections are gone: flushers end
+	flushOnce sync.Once
+	stats     serverStats
 }
 
 type serverStats struct {
@@ -78,6 +81,8 @@ func New(cfg Config, bb Backbone) (*Server, error) {
 		hub:      newHub(cfg.HistorySize, cfg.HistoryAge, cfg.Now, logEncode(cfg.Logger)),
 		idPrefix: strings.ToLower(base32.StdEncoding.EncodeToString(rnd[:])) + ":",
 		stop:     make(chan struct{}),
+		flushEnd: make(chan struct{}),
+		flushers: newFlushers(),
 	}
 	s.upgrader = websocket.FastHTTPUpgrader{
 		ReadBufferSize:  cfg.ReadBufferSize,
@@ -110,6 +115,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	go s.heartbeats()
 	go s.watchWrites()
+	for _, f := range s.flushers {
+		go f.run(s.flushEnd)
+	}
 	s.ready.Store(true)
 	s.cfg.Logger.Info("edge serving", "addr", ln.Addr().String())
 	err := s.http.Serve(ln)
@@ -232,6 +240,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, errors.New("gateway: connections still open at shutdown deadline"))
 	}
+	s.flushOnce.Do(func() { close(s.flushEnd) })
 	errs = append(errs, s.http.ShutdownWithContext(ctx))
 	// The backbone gets a budget of its own: clients that were slow to
 	// leave must not make the edge leave its subscriptions behind (they
