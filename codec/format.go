@@ -121,6 +121,9 @@ func wireOptions[R ~[]byte](opts map[string]R, dec func(raw R, v any) error) (At
 	if o.Resume != "" && (o.Rewind > 0 || o.RewindFor > 0) {
 		return o, Errorf(CodeBadRequest, "options.resume and options.rewind exclude each other")
 	}
+	if o.PublishOnly && (o.Resume != "" || o.Rewind > 0 || o.RewindFor > 0) {
+		return o, Errorf(CodeBadRequest, "options.publish_only receives nothing: it excludes rewind and resume")
+	}
 	return o, nil
 }
 

@@ -60,7 +60,9 @@ func (c *conn) attach(fr *codec.Frame) {
 		return
 	}
 	c.attached[fr.Channel] = fr.Options
-	c.srv.hub.get(fr.Channel, true).attach(c, fr.Ref, fr.Options)
+	for !c.srv.hub.get(fr.Channel, true).attach(c, fr.Ref, fr.Options) {
+		// Swept between the lookup and the attach: look again.
+	}
 }
 
 func (c *conn) detach(fr *codec.Frame) {
