@@ -49,6 +49,10 @@ type RelayConfig struct {
 	SubscriptionTTL time.Duration
 	// AckDeadline of the subscriptions (default 10s, the minimum).
 	AckDeadline time.Duration
+	// SubscriptionCheck is how often the edge checks that its subscriptions
+	// still exist, and creates again any that was deleted or expired
+	// (default 1 minute).
+	SubscriptionCheck time.Duration
 	// PublishDelay is the batching delay of the publisher (default 1ms; the
 	// library's 10ms is too slow for odds).
 	PublishDelay time.Duration
@@ -85,6 +89,9 @@ func (c *RelayConfig) setDefaults() error {
 	if c.AckDeadline <= 0 {
 		c.AckDeadline = 10 * time.Second
 	}
+	if c.SubscriptionCheck <= 0 {
+		c.SubscriptionCheck = time.Minute
+	}
 	if c.PublishDelay <= 0 {
 		c.PublishDelay = time.Millisecond
 	}
@@ -104,6 +111,10 @@ type Relay struct {
 	client     *pubsub.Client
 	publishers []*pubsub.Publisher
 	subNames   []string
+	subTopics  []string // subNames[i] reads subTopics[i]
+
+	restartMu sync.Mutex           // guards restart
+	restart   []context.CancelFunc // restart[i] restarts subNames[i]'s Receive
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -158,17 +169,11 @@ func (r *Relay) setup(ctx context.Context) error {
 			}
 		}
 		sub := fmt.Sprintf("projects/%s/subscriptions/%s-%d-%s", r.cfg.Project, r.cfg.TopicPrefix, k, r.cfg.EdgeID)
-		_, err := r.client.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
-			Name:                  sub,
-			Topic:                 topic,
-			EnableMessageOrdering: true,
-			AckDeadlineSeconds:    int32(r.cfg.AckDeadline / time.Second),
-			ExpirationPolicy:      &pubsubpb.ExpirationPolicy{Ttl: durationpb.New(r.cfg.SubscriptionTTL)},
-		})
-		if err != nil && status.Code(err) != codes.AlreadyExists {
-			return fmt.Errorf("backbone: create subscription %s: %w", sub, err)
+		if err := r.createSubscription(ctx, sub, topic); err != nil {
+			return err
 		}
 		r.subNames = append(r.subNames, sub)
+		r.subTopics = append(r.subTopics, topic)
 
 		p := r.client.Publisher(topic)
 		p.EnableMessageOrdering = true
@@ -185,6 +190,22 @@ func (r *Relay) setup(ctx context.Context) error {
 	return nil
 }
 
+// createSubscription creates one of this edge's ordered subscriptions; an
+// existing one is reused.
+func (r *Relay) createSubscription(ctx context.Context, sub, topic string) error {
+	_, err := r.client.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
+		Name:                  sub,
+		Topic:                 topic,
+		EnableMessageOrdering: true,
+		AckDeadlineSeconds:    int32(r.cfg.AckDeadline / time.Second),
+		ExpirationPolicy:      &pubsubpb.ExpirationPolicy{Ttl: durationpb.New(r.cfg.SubscriptionTTL)},
+	})
+	if err != nil && status.Code(err) != codes.AlreadyExists {
+		return fmt.Errorf("backbone: create subscription %s: %w", sub, err)
+	}
+	return nil
+}
+
 func (r *Relay) shard(channel string) int {
 	h := fnv.New32a()
 	h.Write([]byte(channel))
@@ -196,7 +217,14 @@ func (r *Relay) shard(channel string) int {
 func (r *Relay) Start(ctx context.Context, deliver DeliverFunc) error {
 	r.setDeliver(deliver)
 	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	for _, name := range r.subNames {
+	r.restart = make([]context.CancelFunc, len(r.subNames))
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.checkSubscriptions(ctx)
+	}()
+	for i, name := range r.subNames {
+		topic := r.subTopics[i]
 		sub := r.client.Subscriber(name)
 		sub.ReceiveSettings.NumGoroutines = 1
 		sub.ReceiveSettings.MaxOutstandingMessages = 10000
@@ -210,25 +238,74 @@ func (r *Relay) Start(ctx context.Context, deliver DeliverFunc) error {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			r.receive(ctx, sub)
+			r.receive(ctx, i, sub, topic)
 		}()
 	}
 	return nil
 }
 
 // receive runs one subscription's Receive until ctx ends, restarting it
-// after non-retryable errors.
-func (r *Relay) receive(ctx context.Context, sub *pubsub.Subscriber) {
+// after non-retryable errors. A subscription that no longer exists (deleted
+// by hand, or expired after a long outage) is created again: messages
+// published meanwhile are lost to this edge, and its positions tracking
+// reports the gap.
+func (r *Relay) receive(ctx context.Context, i int, sub *pubsub.Subscriber, topic string) {
 	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
-		err := sub.Receive(ctx, r.onMessage)
+		rctx, restart := context.WithCancel(ctx)
+		r.restartMu.Lock()
+		r.restart[i] = restart
+		r.restartMu.Unlock()
+		err := sub.Receive(rctx, r.onMessage)
+		restart()
 		if ctx.Err() != nil {
 			return
+		}
+		if rctx.Err() != nil {
+			delay = 100 * time.Millisecond // restarted on purpose
+			continue
+		}
+		if status.Code(err) == codes.NotFound {
+			r.log.Error("backbone: subscription gone; creating it again", "subscription", sub.String(), "err", err)
+			if cerr := r.createSubscription(ctx, sub.String(), topic); cerr != nil {
+				r.log.Error("backbone: recreate subscription", "err", cerr)
+			}
 		}
 		r.log.Warn("backbone: receive stopped; restarting", "subscription", sub.ID(), "err", err, "in", delay)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(delay):
+		}
+	}
+}
+
+// checkSubscriptions creates again, every SubscriptionCheck, any of this
+// edge's subscriptions that no longer exists, and restarts its Receive
+// (some servers keep a stream to a deleted subscription open and silent).
+func (r *Relay) checkSubscriptions(ctx context.Context) {
+	t := time.NewTicker(r.cfg.SubscriptionCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for i, name := range r.subNames {
+			_, err := r.client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: name})
+			if status.Code(err) != codes.NotFound {
+				continue
+			}
+			r.log.Error("backbone: subscription gone; creating it again (messages published meanwhile are lost to this edge)", "subscription", name)
+			if err := r.createSubscription(ctx, name, r.subTopics[i]); err != nil {
+				r.log.Error("backbone: recreate subscription", "err", err)
+				continue
+			}
+			r.restartMu.Lock()
+			if f := r.restart[i]; f != nil {
+				f()
+			}
+			r.restartMu.Unlock()
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync/atomic"
+
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"testing"
 	"time"
 
@@ -176,5 +178,85 @@ func TestBackboneDown(t *testing.T) {
 	// successors' Prev skipped them, so edge B saw no loss.
 	if g, r := b.relay.Stats().Gaps.Load(), b.relay.Stats().Reorders.Load(); g != 0 || r != 0 {
 		t.Errorf("edge B reported %d gaps and %d reorders, want none", g, r)
+	}
+}
+
+// TestSubscriptionRecreated: an edge whose subscriptions are deleted under
+// it (by hand, or expired) creates them again and receives again.
+func TestSubscriptionRecreated(t *testing.T) {
+	srv := pubsubtest.MustStartPstest(t)
+	const prefix = "recreate"
+	a := mustStartRelayEdge(t, relayConfig(srv, "edge-a", prefix))
+	cfg := relayConfig(srv, "edge-b", prefix)
+	cfg.SubscriptionCheck = 200 * time.Millisecond
+	b := mustStartRelayEdge(t, cfg)
+	sub := edgetest.MustDial(t, b.URL, client.Options{})
+	pub := edgetest.MustDial(t, a.URL, client.Options{})
+	edgetest.MustAttach(t, sub, "rc", codec.AttachOptions{})
+	edgetest.MustAttach(t, pub, "rc", codec.AttachOptions{PublishOnly: true})
+	admin := pubsubtest.MustClient(t, srv, project).SubscriptionAdminClient
+	for k := 0; k < 2; k++ {
+		name := fmt.Sprintf("projects/%s/subscriptions/%s-%d-edge-b", project, prefix, k)
+		if err := admin.DeleteSubscription(edgetest.Ctx10(t), &pubsubpb.DeleteSubscriptionRequest{Subscription: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for i := 0; ; i++ {
+		if _, err := pub.Publish(edgetest.Ctx10(t), "rc", fmt.Appendf(nil, `%d`, i), client.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-sub.Messages():
+			t.Logf("edge B receives again (message %s after %d publishes)", m.Data, i+1)
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("edge B receives nothing 60s after its subscriptions were deleted")
+		}
+	}
+}
+
+// TestIdempotentPublishAcrossEdges: the same message ID published again,
+// on the same edge or on another, is acknowledged and delivered once.
+func TestIdempotentPublishAcrossEdges(t *testing.T) {
+	srv := pubsubtest.MustStartPstest(t)
+	const prefix = "idem"
+	a := mustStartRelayEdge(t, relayConfig(srv, "edge-a", prefix))
+	b := mustStartRelayEdge(t, relayConfig(srv, "edge-b", prefix))
+	subs := []*client.Client{edgetest.MustDial(t, a.URL, client.Options{}), edgetest.MustDial(t, b.URL, client.Options{})}
+	pubs := []*client.Client{edgetest.MustDial(t, a.URL, client.Options{}), edgetest.MustDial(t, b.URL, client.Options{})}
+	for _, c := range subs {
+		edgetest.MustAttach(t, c, "idem", codec.AttachOptions{})
+	}
+	for _, c := range pubs {
+		edgetest.MustAttach(t, c, "idem", codec.AttachOptions{PublishOnly: true})
+	}
+	publish := func(p *client.Client, id, data string) {
+		t.Helper()
+		got, err := p.Publish(edgetest.Ctx10(t), "idem", []byte(data), client.PublishOptions{ID: id})
+		if err != nil || got != id {
+			t.Fatalf("publish %s: %q %v", id, got, err)
+		}
+	}
+	publish(pubs[0], "order-1", `1`)
+	// Both edges have it before the retries.
+	for _, c := range subs {
+		if m := edgetest.NextMessage(t, c); m.ID != "order-1" {
+			t.Fatalf("got %s", m.ID)
+		}
+	}
+	publish(pubs[0], "order-1", `1`) // retry on the same edge
+	publish(pubs[1], "order-1", `1`) // retry on the other edge
+	publish(pubs[1], "order-2", `2`)
+	for i, c := range subs {
+		if m := edgetest.NextMessage(t, c); m.ID != "order-2" {
+			t.Fatalf("subscriber %d: after the retries got %s, want order-2 (a retry was delivered again)", i, m.ID)
+		}
+	}
+	st := a.relay.Stats().Retries.Load() + b.relay.Stats().Retries.Load()
+	if st != 2 {
+		t.Fatalf("%d retries acknowledged without publishing, want 2", st)
 	}
 }
