@@ -134,7 +134,11 @@ func (s *Suite) fanoutRun(server string, p FanoutParams, sr *ScenarioResult) *Ru
 // from the server's pprof endpoint.
 func (s *Suite) profile(sr *ScenarioResult, l *load, run *RunResult, p FanoutParams, win, drain time.Duration) {
 	if l.proc.DebugAddr == "" {
-		s.note(sr, "%s: no profile: the server serves no -debug-addr (option wired: the suite passes -debug-addr when `edge -h` lists it)", run.Target)
+		why := "it serves no pprof endpoint"
+		if run.Server == "ours" {
+			why = "this cmd/edge has no -debug-addr flag (the suite passes one when `edge -h` lists it)"
+		}
+		s.note(sr, "%s: no profile: %s", run.Target, why)
 		return
 	}
 	k := kneeStep(run, p.StopP99Ms)

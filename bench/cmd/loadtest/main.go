@@ -2,8 +2,8 @@
 // Centrifuge-based peer (cmd/peer) and the ceiling server, each in turn,
 // under the same generated load, all on loopback.
 //
-//	go run ./cmd/loadtest -scenario all            # full run (about 25 minutes)
-//	go run ./cmd/loadtest -scenario all -quick     # smoke run (about 2 minutes)
+//	go run ./cmd/loadtest -scenario all            # full run (10-15 minutes)
+//	go run ./cmd/loadtest -scenario all -quick     # smoke run (2-3 minutes)
 //	go run ./cmd/loadtest -scenario fanout -targets peer,ceiling
 //
 // The generator re-executes itself under `taskset -c 1` so that it never
