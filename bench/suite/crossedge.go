@@ -115,16 +115,7 @@ func (s *Suite) crossRun(c crossCase, p CrossParams, emu *emulator, idx int) *Ru
 		}
 		defer procA.Stop()
 	}
-	channels := make([]string, p.Channels)
-	subsPer := make([]int64, p.Channels)
-	for i := range channels {
-		channels[i] = "cross:" + strconv.Itoa(i)
-	}
-	subs := make([]*loadgen.Sub, p.Subscribers)
-	for i := range subs {
-		subs[i] = loadgen.NewSub(i, []int32{int32(i % p.Channels)})
-		subsPer[i%p.Channels]++
-	}
+	channels, subs, subsPer := roundRobin("cross:", p.Channels, p.Subscribers)
 	l := &load{proc: procB, seq: make([]int64, p.Channels), subsPer: subsPer}
 	if c.pubsub {
 		l.aux = append(l.aux, emu.CPUTime)

@@ -2,7 +2,6 @@ package suite
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/feedgate/feedgate/bench/loadgen"
@@ -66,14 +65,7 @@ func (s *Suite) idleRun(server string, p IdleParams) *RunResult {
 		run.Error = err.Error()
 		return run
 	}
-	channels := make([]string, p.Channels)
-	for i := range channels {
-		channels[i] = "idle:" + strconv.Itoa(i)
-	}
-	subs := make([]*loadgen.Sub, p.Connections)
-	for i := range subs {
-		subs[i] = loadgen.NewSub(i, []int32{int32(i % p.Channels)})
-	}
+	channels, subs, _ := roundRobin("idle:", p.Channels, p.Connections)
 	time.Sleep(secs(p.SettleSec)) // let the fresh server reach its resting size
 	if other := waitQuiet(func() float64 { return proc.CPUTime().Seconds() + cpuSelf() }, quietMax); other > noiseCPU {
 		s.printf("warning: idle %s: other processes use %.0f%% of a core: the machine is not quiet\n", t.Name, other)

@@ -2,7 +2,6 @@ package suite
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/feedgate/feedgate/bench/loadgen"
@@ -80,16 +79,7 @@ func (s *Suite) stormRun(server string, p StormParams) *RunResult {
 		return run
 	}
 	run.Target = t.Name
-	channels := make([]string, p.Channels)
-	subsPer := make([]int64, p.Channels)
-	for i := range channels {
-		channels[i] = "storm:" + strconv.Itoa(i)
-	}
-	subs := make([]*loadgen.Sub, p.Subscribers)
-	for i := range subs {
-		subs[i] = loadgen.NewSub(i, []int32{int32(i % p.Channels)})
-		subsPer[i%p.Channels]++
-	}
+	channels, subs, subsPer := roundRobin("storm:", p.Channels, p.Subscribers)
 	l := &load{proc: proc, seq: make([]int64, p.Channels), subsPer: subsPer}
 	defer l.close()
 	if l.r, err = loadgen.NewReader(t, p.Channels); err != nil {

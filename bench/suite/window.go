@@ -1,6 +1,7 @@
 package suite
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/feedgate/feedgate/bench/loadgen"
@@ -134,4 +135,20 @@ func (l *load) close() {
 	if l.proc != nil {
 		l.proc.Stop()
 	}
+}
+
+// roundRobin names nch channels prefix0, prefix1, ... and returns n
+// subscribers, subscriber i on channel i mod nch, with the count per channel.
+func roundRobin(prefix string, nch, n int) ([]string, []*loadgen.Sub, []int64) {
+	channels := make([]string, nch)
+	for i := range channels {
+		channels[i] = prefix + strconv.Itoa(i)
+	}
+	subs := make([]*loadgen.Sub, n)
+	per := make([]int64, nch)
+	for i := range subs {
+		subs[i] = loadgen.NewSub(i, []int32{int32(i % nch)})
+		per[i%nch]++
+	}
+	return channels, subs, per
 }
