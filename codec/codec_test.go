@@ -237,3 +237,27 @@ func TestTokens(t *testing.T) {
 		}
 	}
 }
+
+func TestRefusalKeepsRef(t *testing.T) {
+	for _, f := range []Format{FormatJSON, FormatMsgpack} {
+		b := mustEncode(t, f, &Frame{Type: FrameAttach, Ref: 11, Channel: "c"})
+		b = bytes.Replace(b, []byte("attach"), []byte("nonsen"), 1)
+		fr, err := f.Decode(b)
+		if AsError(err).Code != CodeUnknownType || fr.Ref != 11 {
+			t.Errorf("%v: unknown type: ref %d, err %v", f, fr.Ref, err)
+		}
+	}
+}
+
+func TestMsgpackCompactInts(t *testing.T) {
+	b := mustEncode(t, FormatMsgpack, &Frame{Type: FrameAck, Ref: 1, Msg: Message{ID: "x"}})
+	// {"type":"ack","ref":1,"id":"x"}: 1 + 5+4 + 4+1 + 3+2 = 20 bytes with
+	// a one-byte integer, 28 with the default nine.
+	if len(b) != 20 {
+		t.Fatalf("ack frame is %d bytes: %x", len(b), b)
+	}
+	data, err := jsonToMsgpack([]byte(`{"seq":7}`))
+	if err != nil || len(data) != 6 {
+		t.Fatalf("data {seq:7} is %x (%v)", data, err)
+	}
+}

@@ -42,7 +42,7 @@ func jsonToMsgpack(data []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return msgpack.Marshal(v)
+	return marshalCompact(v)
 }
 
 func fromJSONValue(v any, depth int) (any, error) {

@@ -59,7 +59,7 @@ func decodeJSON(b []byte) (Frame, error) {
 		Msg:        Message{Channel: w.Channel, ID: w.ID, Name: w.Name, Time: w.Time},
 	}
 	if fr.Type == FrameInvalid {
-		return Frame{}, unknownType(w.Type)
+		return Frame{Ref: w.Ref, Channel: w.Channel}, unknownType(w.Type)
 	}
 	if len(w.Data) > 0 {
 		// Unmarshal has validated it; keep our own compact copy (the input

@@ -65,7 +65,7 @@ func decodeMsgpack(b []byte) (Frame, error) {
 		Msg:        Message{Channel: w.Channel, ID: w.ID, Name: w.Name, Time: w.Time},
 	}
 	if fr.Type == FrameInvalid {
-		return Frame{}, unknownType(w.Type)
+		return Frame{Ref: w.Ref, Channel: w.Channel}, unknownType(w.Type)
 	}
 	if len(w.Data) > 0 {
 		data, err := msgpackToJSON(w.Data)
@@ -108,5 +108,17 @@ func encodeMsgpack(fr *Frame) ([]byte, error) {
 	if fr.Err != nil {
 		w.Code, w.Message = int(fr.Err.Code), fr.Err.Message
 	}
-	return msgpack.Marshal(&w)
+	return marshalCompact(&w)
+}
+
+// marshalCompact encodes v with integers in their smallest msgpack form
+// (the library's default writes every int64 in 9 bytes).
+func marshalCompact(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.UseCompactInts(true)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
