@@ -27,8 +27,8 @@ func (b *injector) Start(_ context.Context, d func(*codec.Message)) error {
 	close(b.started)
 	return nil
 }
-func (b *injector) Publish(*codec.Message, func(error))                  { panic("not used") }
-func (b *injector) Close(context.Context) error                          { return nil }
+func (b *injector) Publish(*codec.Message, func(error)) { panic("not used") }
+func (b *injector) Close(context.Context) error         { return nil }
 
 func (b *injector) inject(origin string, seq uint64) {
 	<-b.started

@@ -84,17 +84,10 @@ func (c *conn) pushLocked(frame []byte) {
 
 // flush writes what is queued without blocking. Called by flusher f.
 func (c *conn) flush(f *flusher) {
-	c.mu.Lock()
-	if len(c.queue) == 0 || c.sockDone {
-		c.doneWritingLocked()
-		c.mu.Unlock()
+	batch := c.takeBatch()
+	if batch == nil {
 		return
 	}
-	batch := c.queue
-	c.queue, c.spare = c.spare[:0], nil
-	c.queued = 0
-	c.mu.Unlock()
-
 	rest, err := c.tryWrite(batch)
 
 	c.mu.Lock()
@@ -126,6 +119,21 @@ func (c *conn) flush(f *flusher) {
 		c.spare = batch[:0]
 		c.doneWritingLocked()
 	}
+}
+
+// takeBatch takes everything queued, for the caller to write. With nothing
+// to write it gives up the writing role and returns nil.
+func (c *conn) takeBatch() [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) == 0 || c.sockDone {
+		c.doneWritingLocked()
+		return nil
+	}
+	batch := c.queue
+	c.queue, c.spare = c.spare[:0], nil
+	c.queued = 0
+	return batch
 }
 
 func (c *conn) doneWritingLocked() {
@@ -187,17 +195,10 @@ func (c *conn) tryWrite(batch [][]byte) (rest [][]byte, err error) {
 func (c *conn) writeLoop() {
 	defer c.writers.Done()
 	for {
-		c.mu.Lock()
-		if len(c.queue) == 0 || c.sockDone {
-			c.doneWritingLocked()
-			c.mu.Unlock()
+		batch := c.takeBatch()
+		if batch == nil {
 			return
 		}
-		batch := c.queue
-		c.queue, c.spare = c.spare[:0], nil
-		c.queued = 0
-		c.mu.Unlock()
-
 		c.writeSince.Store(c.srv.cfg.Now().UnixNano())
 		bufs := net.Buffers(batch)
 		_, err := bufs.WriteTo(c.nc)
