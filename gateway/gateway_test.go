@@ -312,7 +312,7 @@ func TestShutdownTellsClients(t *testing.T) {
 }
 
 func TestIdleClientDropped(t *testing.T) {
-	e := edgetest.MustStartEdge(t, gateway.Config{HeartbeatInterval: 50 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}, nil)
+	e := edgetest.MustStartEdge(t, gateway.Config{HeartbeatInterval: 100 * time.Millisecond, IdleTimeout: time.Second}, nil)
 	// The Go client answers heartbeats: it stays.
 	live := edgetest.MustDial(t, e.URL, client.Options{})
 	// A raw connection that never sends anything is dropped.

@@ -141,3 +141,41 @@ func TestFlakyNetwork(t *testing.T) {
 		t.Errorf("only %d connections were cut: the test did not exercise reconnection", cuts)
 	}
 }
+
+// TestDeadEdgeDetected: the path to the edge goes silent without closing
+// (a dead host, a black-holed network). The session notices the silence
+// after DeadAfter, reconnects to its next URL and resumes: nothing lost.
+func TestDeadEdgeDetected(t *testing.T) {
+	// The edge's own idle timeout (60s by default) stays out of the way:
+	// only the client's silence detection can end the frozen connection.
+	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	proxy := pubsubtest.MustStartProxy(t, e.URL[len("ws://"):])
+	s := client.NewSession(client.SessionOptions{
+		URLs:      []string{"ws://" + proxy.Addr, e.URL},
+		DeadAfter: time.Second,
+		Logger:    quietLog(),
+	})
+	defer s.Close()
+	if _, err := s.Attach(edgetest.Ctx10(t), "dead", codec.AttachOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tr := newTracker()
+	go func() {
+		for m := range s.Messages() {
+			tr.add(m)
+		}
+	}()
+	pub := client.NewSession(client.SessionOptions{URLs: []string{e.URL}, Logger: quietLog()})
+	defer pub.Close()
+	published := publishTicks(t, pub, []string{"dead"}, 100, 50, func(i int) {
+		if i == 20 {
+			proxy.Freeze()
+		}
+	})
+	waitAll(t, map[*tracker]string{tr: "dead"}, 100, 30*time.Second)
+	f := sumFigures(published, map[*tracker]int{tr: 100})
+	f.log(t, "dead-edge", fmt.Sprintf("connects=%d", s.Stats().Connects))
+	if s.Stats().Connects != 2 {
+		t.Errorf("session connected %d times, want 2 (the silent edge must be left)", s.Stats().Connects)
+	}
+}

@@ -4,21 +4,29 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
 // Proxy forwards TCP connections from a loopback port to a target. Down cuts
 // every connection and refuses new ones, as an unreachable server would; Up
-// restores service on the same port; Cut drops some connections at random.
+// restores service on the same port; Cut drops some connections at random;
+// Freeze silently swallows everything.
 type Proxy struct {
 	tb     testing.TB
 	target string
 	Addr   string
 
+	frozen atomic.Bool // drop every byte, close nothing: a silent dead peer
+
 	mu    sync.Mutex // guards the fields below
 	ln    net.Listener
 	conns map[net.Conn]net.Conn // client side -> upstream side
 }
+
+// Freeze makes the proxy swallow all traffic without closing anything, as
+// a peer that died without a FIN or a network that black-holes packets.
+func (p *Proxy) Freeze() { p.frozen.Store(true) }
 
 // MustStartProxy starts a proxy to target, closed at the end of the test.
 func MustStartProxy(tb testing.TB, target string) *Proxy {
@@ -58,12 +66,28 @@ func (p *Proxy) pipe(c net.Conn) {
 	if !p.track(c, up) {
 		return
 	}
-	go func() { io.Copy(up, c); up.Close() }()
-	io.Copy(c, up)
+	go func() { p.copy(up, c); up.Close() }()
+	p.copy(c, up)
 	c.Close()
 	p.mu.Lock()
 	delete(p.conns, c)
 	p.mu.Unlock()
+}
+
+// copy forwards src to dst, dropping the bytes while frozen.
+func (p *Proxy) copy(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.frozen.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 func (p *Proxy) track(c, up net.Conn) bool {
