@@ -25,6 +25,7 @@ func Connect(r *Reader, subs []*Sub, channels []string, concurrency int, want in
 	var dialed, failed atomic.Int64
 	var errOnce sync.Once
 	var firstErr string
+	resume := r.resuming()
 	var wg sync.WaitGroup
 	for w := 0; w < concurrency; w++ {
 		wg.Add(1)
@@ -41,7 +42,11 @@ func Connect(r *Reader, subs []*Sub, channels []string, concurrency int, want in
 				for _, ci := range s.Channels {
 					names = append(names, channels[ci])
 				}
-				hello, want := r.t.subscribeFrames(nil, names)
+				var pos []resumePos
+				if resume {
+					pos = s.pos // the subscriber has no connection: the reader leaves it alone
+				}
+				hello, want := r.t.subscribeFrames(nil, names, pos)
 				fd, rest, err := dialDetached(r.t, hello, time.Until(deadline))
 				if err != nil {
 					failed.Add(1)

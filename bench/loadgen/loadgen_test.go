@@ -95,7 +95,7 @@ func TestZipfSkew(t *testing.T) {
 // TestAgainstPeer runs subscribers, a WebSocket publisher and the epoll
 // reader against a real Centrifuge node on loopback.
 func TestAgainstPeer(t *testing.T) {
-	node, h, err := peer.New()
+	node, h, err := peer.New(peer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,23 +48,65 @@ func (t Target) wsPath() string {
 }
 
 // subscribeFrames appends the client frames that subscribe to channels and
-// returns how many positive replies complete the subscription.
-func (t Target) subscribeFrames(dst []byte, channels []string) ([]byte, int) {
+// returns how many positive replies complete the subscription. pos, when not
+// nil, is the subscriber's position per channel (parallel to channels): a
+// known one makes our attach resume from it (options.resume) and the peer's
+// subscribe recover from it (recover, epoch, offset).
+func (t Target) subscribeFrames(dst []byte, channels []string, pos []resumePos) ([]byte, int) {
+	known := func(i int) *resumePos {
+		if i < len(pos) && pos[i].ok {
+			return &pos[i]
+		}
+		return nil
+	}
 	switch t.Kind {
 	case Ours:
 		for i, ch := range channels {
-			dst = t.oursFrame(dst, fmt.Sprintf(`{"type":"attach","ref":%d,"channel":%q}`, i+1, ch))
+			if p := known(i); p != nil {
+				dst = t.oursFrame(dst, fmt.Sprintf(`{"type":"attach","ref":%d,"channel":%q,"options":{"resume":%q}}`, i+1, ch, p.tok))
+			} else {
+				dst = t.oursFrame(dst, fmt.Sprintf(`{"type":"attach","ref":%d,"channel":%q}`, i+1, ch))
+			}
 		}
 		return dst, len(channels)
 	case Peer:
 		dst = appendClientFrame(dst, opText, []byte(`{"id":1,"connect":{}}`))
 		for i, ch := range channels {
-			dst = appendClientFrame(dst, opText, fmt.Appendf(nil, `{"id":%d,"subscribe":{"channel":%q}}`, i+2, ch))
+			if p := known(i); p != nil {
+				dst = appendClientFrame(dst, opText, fmt.Appendf(nil, `{"id":%d,"subscribe":{"channel":%q,"recover":true,"epoch":%q,"offset":%d}}`, i+2, ch, p.tok, p.off))
+			} else {
+				dst = appendClientFrame(dst, opText, fmt.Appendf(nil, `{"id":%d,"subscribe":{"channel":%q}}`, i+2, ch))
+			}
 		}
 		return dst, len(channels) + 1
 	default:
 		return appendClientFrame(dst, opText, []byte("subscribe")), 1
 	}
+}
+
+// resumePos is a subscriber's position in one channel's stream, kept when
+// the reader tracks positions (Reader.EnableResume). Ours: tok is the pos of
+// the last message received on the channel, or of the attached reply that
+// started the stream. Peer (Centrifuge): tok is the stream epoch of the
+// subscribe reply and off the highest publication offset received.
+type resumePos struct {
+	tok []byte
+	off uint64
+	ok  bool
+}
+
+// Continuity counts the answers to subscriptions: our attached's
+// continuity, or for the peer a subscribe reply that recovered (resumed), was
+// recovering and did not (lost), or was not recovering (fresh).
+type Continuity struct {
+	Fresh   int64 `json:"fresh"`
+	Resumed int64 `json:"resumed"`
+	Lost    int64 `json:"lost"`
+}
+
+// Sub returns c minus d.
+func (c Continuity) Sub(d Continuity) Continuity {
+	return Continuity{c.Fresh - d.Fresh, c.Resumed - d.Resumed, c.Lost - d.Lost}
 }
 
 // oursFrame frames one client message written as JSON, converting it to a
@@ -94,7 +136,112 @@ var (
 	jsonNack, mpNack             = []byte(`"nack"`), []byte("\xa4nack")
 	ceilingAck                   = []byte(`"subscribed":true`)
 	peerReply                    = []byte(`{"id":`)
+
+	// Positions: our message and attached frames end with "pos" (a string);
+	// attached also has "continuity" and "ref". Centrifuge's pub and
+	// subscribe result carry "offset" (after the data) and "epoch".
+	jsonPos, mpPos                = []byte(`"pos":"`), []byte("\xa3pos")
+	jsonCont, mpCont              = []byte(`"continuity":"`), []byte("\xaacontinuity")
+	jsonRef, mpRef                = []byte(`"ref":`), []byte("\xa3ref")
+	peerOffset, peerEpoch         = []byte(`"offset":`), []byte(`"epoch":"`)
+	peerSubscribe, peerPubs       = []byte(`"subscribe":{`), []byte(`"publications":[`)
+	peerPubStart                  = []byte(`{"data":`)
+	peerRecovered, peerRecovering = []byte(`"recovered":true`), []byte(`"was_recovering":true`)
 )
+
+// posToken returns the string value of the last "pos" key in u (our
+// message and attached frames end with it), or nil. It does not copy.
+func posToken(u []byte, binary bool) []byte {
+	if !binary {
+		return jsonStrAfterLast(u, jsonPos)
+	}
+	i := bytes.LastIndex(u, mpPos)
+	if i < 0 {
+		return nil
+	}
+	return mpStr(u[i+len(mpPos):])
+}
+
+// continuityOf returns our attached frame's continuity ("fresh", "resumed",
+// "lost"), or nil.
+func continuityOf(u []byte, binary bool) []byte {
+	if !binary {
+		return jsonStrAfterLast(u, jsonCont)
+	}
+	i := bytes.LastIndex(u, mpCont)
+	if i < 0 {
+		return nil
+	}
+	return mpStr(u[i+len(mpCont):])
+}
+
+// jsonStrAfterLast returns the JSON string following the last occurrence of
+// key, which ends with the opening quote. The strings read this way (resume
+// tokens, continuity, epochs) never hold escapes.
+func jsonStrAfterLast(u, key []byte) []byte {
+	i := bytes.LastIndex(u, key)
+	if i < 0 {
+		return nil
+	}
+	b := u[i+len(key):]
+	j := bytes.IndexByte(b, '"')
+	if j < 0 {
+		return nil
+	}
+	return b[:j]
+}
+
+// mpStr returns the msgpack string at the start of b, or nil.
+func mpStr(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	n, h := 0, 1
+	switch c := b[0]; {
+	case c >= 0xa0 && c <= 0xbf:
+		n = int(c & 0x1f)
+	case c == 0xd9 && len(b) >= 2:
+		n, h = int(b[1]), 2
+	case c == 0xda && len(b) >= 3:
+		n, h = int(b[1])<<8|int(b[2]), 3
+	default:
+		return nil
+	}
+	if len(b) < h+n {
+		return nil
+	}
+	return b[h : h+n]
+}
+
+// peerOffsetLast returns the last "offset" in u: a Centrifuge push's
+// publication offset, which follows the data.
+func peerOffsetLast(u []byte) (uint64, bool) {
+	i := bytes.LastIndex(u, peerOffset)
+	if i < 0 {
+		return 0, false
+	}
+	v, n := digits(u[i+len(peerOffset):])
+	return uint64(v), n > 0
+}
+
+// peerOffsetMax returns the highest "offset" in u (a Centrifuge push, a
+// subscribe reply or one recovered publication of it) and whether there was
+// one.
+func peerOffsetMax(u []byte) (uint64, bool) {
+	var best uint64
+	found := false
+	for {
+		i := bytes.Index(u, peerOffset)
+		if i < 0 {
+			return best, found
+		}
+		u = u[i+len(peerOffset):]
+		v, n := digits(u)
+		if n > 0 {
+			best, found = max(best, uint64(v)), true
+		}
+	}
+}
 
 // sample is what the reader extracts from one delivered message.
 type sample struct{ ts, seq, ci int64 }

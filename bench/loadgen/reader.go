@@ -40,6 +40,9 @@ type Reader struct {
 	hist      *hdrhistogram.Histogram
 	stepStart []int64 // per channel: lower sequences belong to an earlier window
 
+	resume bool       // track each subscriber's position per channel and resume from it on reconnect
+	cont   Continuity // subscription answers since the start
+
 	attached atomic.Int64 // connections whose subscription is complete
 	open     atomic.Int64 // connections registered and not closed
 	lastAtt  atomic.Int64 // unix ns of the latest completed subscription
@@ -63,6 +66,28 @@ func NewReader(t Target, nChannels int) (*Reader, error) {
 	}
 	go r.loop()
 	return r, nil
+}
+
+// EnableResume makes the reader keep, per subscriber and channel, the
+// position of the last message received (our pos token; the peer's epoch and
+// offset), or of the subscription reply before any message, and makes
+// Connect subscribe from it: our attach with options.resume, the peer's
+// subscribe with recover. Call it before Connect.
+func (r *Reader) EnableResume() { r.Do(func() { r.resume = true }) }
+
+// resuming reports whether positions are tracked. Connect reads it after
+// EnableResume returned, so the Do hand-over orders the accesses.
+func (r *Reader) resuming() bool {
+	var on bool
+	r.Do(func() { on = r.resume })
+	return on
+}
+
+// Continuity returns the subscription answers counted since the start.
+func (r *Reader) Continuity() Continuity {
+	var c Continuity
+	r.Do(func() { c = r.cont })
+	return c
 }
 
 // Attached reports how many connections have completed their subscription.
@@ -275,32 +300,58 @@ func (r *Reader) onFrame(c *conn, f *frame, now int64) {
 }
 
 func (r *Reader) onUnit(c *conn, u []byte, now int64) {
-	if s, ok := extract(u, r.bin); ok {
-		r.record(c, s, now)
-		return
+	// A Centrifuge reply may hold recovered publications: not a message.
+	if r.t.Kind != Peer || !bytes.HasPrefix(u, peerReply) {
+		if s, ok := extract(u, r.bin); ok {
+			if i := r.record(c, s, now); i >= 0 && r.resume {
+				r.notePos(c.sub, i, u)
+			}
+			return
+		}
 	}
 	r.st.Controls++
 	r.control(c, u, now)
 }
 
-func (r *Reader) record(c *conn, s sample, now int64) {
+// record counts one delivered message and returns the index of its channel
+// in the subscriber's channels, or -1 when the subscriber does not hold it.
+func (r *Reader) record(c *conn, s sample, now int64) int {
 	if s.ci < 0 || s.ci >= int64(len(r.stepStart)) {
 		r.st.Unexpected++
-		return
+		return -1
+	}
+	i := c.sub.index(s.ci)
+	if i < 0 {
+		r.st.Unexpected++
+		return -1
 	}
 	if s.seq < r.stepStart[s.ci] {
 		r.st.Late++
-		return
-	}
-	tr := c.sub.trackFor(s.ci)
-	if tr == nil {
-		r.st.Unexpected++
-		return
+		return i
 	}
 	lat := max((now-s.ts)/1000, 1)
 	r.hist.RecordValue(min(lat, r.hist.HighestTrackableValue()))
 	r.st.Received++
-	tr.observe(s.seq, &r.st)
+	c.sub.track[i].observe(s.seq, &r.st)
+	return i
+}
+
+// notePos keeps the position of message u, just received on the
+// subscriber's channel i.
+func (r *Reader) notePos(sub *Sub, i int, u []byte) {
+	switch r.t.Kind {
+	case Ours:
+		if tok := posToken(u, r.bin); len(tok) > 0 {
+			sub.setTok(i, tok)
+		} else {
+			r.st.Unexpected++ // a message without a position
+		}
+	case Peer:
+		if off, ok := peerOffsetLast(u); ok {
+			p := sub.posAt(i)
+			p.off = max(p.off, off)
+		}
+	}
 }
 
 // Heartbeat replies of our protocol, per format.
@@ -321,6 +372,7 @@ func (r *Reader) control(c *conn, u []byte, now int64) {
 		}
 		switch {
 		case bytes.Contains(u, attached):
+			r.oursAttached(c, u)
 			r.ack(c, now)
 		case bytes.Contains(u, heartbeat):
 			r.write(c, hb)
@@ -337,6 +389,9 @@ func (r *Reader) control(c *conn, u []byte, now int64) {
 			if bytes.Contains(u, jsonError) {
 				r.st.Errors++
 			} else {
+				if bytes.Contains(u, peerSubscribe) {
+					r.peerSubscribed(c, u, now)
+				}
 				r.ack(c, now)
 			}
 		case bytes.Contains(u, []byte(`"disconnect"`)):
@@ -347,6 +402,86 @@ func (r *Reader) control(c *conn, u []byte, now int64) {
 			r.ack(c, now)
 		}
 	}
+}
+
+// oursAttached counts an attached reply's continuity and, when positions
+// are tracked, starts the channel's position from its pos unless it resumed:
+// then the messages after the token we sent follow, and the token stays
+// until the first of them.
+func (r *Reader) oursAttached(c *conn, u []byte) {
+	cont := continuityOf(u, r.bin)
+	switch string(cont) {
+	case "resumed":
+		r.cont.Resumed++
+	case "lost":
+		r.cont.Lost++
+	default:
+		r.cont.Fresh++
+	}
+	if !r.resume || string(cont) == "resumed" {
+		return
+	}
+	intAfter, key := jsonIntAfter, jsonRef
+	if r.bin {
+		intAfter, key = mpIntAfter, mpRef
+	}
+	ref, ok := intAfter(u, key)
+	i := int(ref) - 1
+	if tok := posToken(u, r.bin); ok && i >= 0 && i < len(c.sub.Channels) && len(tok) > 0 {
+		c.sub.setTok(i, tok)
+	} else {
+		r.st.Unexpected++
+	}
+}
+
+// peerSubscribed handles a Centrifuge subscribe reply: it counts whether the
+// subscription recovered, records the publications recovered in it, and,
+// when positions are tracked, takes the stream's epoch and the highest
+// offset (the reply's own, or its last recovered publication's).
+func (r *Reader) peerSubscribed(c *conn, u []byte, now int64) {
+	recovering := bytes.Contains(u, peerRecovering)
+	switch {
+	case recovering && bytes.Contains(u, peerRecovered):
+		r.cont.Resumed++
+	case recovering:
+		r.cont.Lost++
+	default:
+		r.cont.Fresh++
+	}
+	if k := bytes.Index(u, peerPubs); k >= 0 {
+		// Recovered publications: {"data":{...},"offset":N}, comma-separated.
+		// The payloads hold no {"data": of their own.
+		p := u[k+len(peerPubs):]
+		for {
+			j := bytes.Index(p, peerPubStart)
+			if j < 0 {
+				break
+			}
+			p = p[j+len(peerPubStart):]
+			one := p
+			if e := bytes.Index(p, peerPubStart); e >= 0 {
+				one = p[:e]
+			}
+			if s, ok := extract(one, false); ok {
+				r.record(c, s, now)
+			} else {
+				r.st.Unexpected++
+			}
+		}
+	}
+	if !r.resume {
+		return
+	}
+	id, ok := jsonIntAfter(u, peerReply[1:]) // "id": opens the reply
+	i := int(id) - 2                         // subscribe ids are 2, 3, ...
+	epoch := jsonStrAfterLast(u, peerEpoch)
+	off, _ := peerOffsetMax(u)
+	if !ok || i < 0 || i >= len(c.sub.Channels) || len(epoch) == 0 {
+		r.st.Unexpected++
+		return
+	}
+	p := c.sub.posAt(i)
+	p.tok, p.off, p.ok = append(p.tok[:0], epoch...), off, true
 }
 
 func (r *Reader) ack(c *conn, now int64) {

@@ -8,6 +8,7 @@ type Sub struct {
 	Channels []int32 // channel indices into the run's channel list
 
 	track []chanTrack // parallel to Channels; owned by the reader goroutine
+	pos   []resumePos // parallel to Channels when the reader tracks positions; owned by the reader goroutine
 	live  *conn       // current connection; owned by the reader goroutine
 }
 
@@ -16,13 +17,29 @@ func NewSub(id int, channels []int32) *Sub {
 	return &Sub{ID: id, Channels: channels, track: make([]chanTrack, len(channels))}
 }
 
-func (s *Sub) trackFor(ci int64) *chanTrack {
+// index returns the position of channel ci in s.Channels, or -1.
+func (s *Sub) index(ci int64) int {
 	for i, c := range s.Channels {
 		if int64(c) == ci {
-			return &s.track[i]
+			return i
 		}
 	}
-	return nil
+	return -1
+}
+
+// posAt returns the position record of s.Channels[i], allocating the
+// records on first use.
+func (s *Sub) posAt(i int) *resumePos {
+	if s.pos == nil {
+		s.pos = make([]resumePos, len(s.Channels))
+	}
+	return &s.pos[i]
+}
+
+// setTok records our resume token for s.Channels[i], reusing its buffer.
+func (s *Sub) setTok(i int, tok []byte) {
+	p := s.posAt(i)
+	p.tok, p.ok = append(p.tok[:0], tok...), true
 }
 
 // chanTrack follows one publisher's sequence on one channel for one

@@ -7,9 +7,25 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/centrifugal/centrifuge"
 )
+
+// Options configure the peer. The zero value is the library's defaults: no
+// history, no recovery.
+type Options struct {
+	// HistorySize and HistoryTTL, both set, keep each channel's last
+	// HistorySize publications for HistoryTTL in the in-memory broker and
+	// turn on recovery (SubscribeOptions.EnableRecovery, stream mode): a
+	// client that re-subscribes with recover:true and the epoch and offset
+	// it had gets the publications it missed in the subscribe reply, or
+	// recovered:false when history no longer covers the gap.
+	HistorySize int
+	HistoryTTL  time.Duration
+}
+
+func (o Options) history() bool { return o.HistorySize > 0 && o.HistoryTTL > 0 }
 
 // New starts a Centrifuge node and returns it with its HTTP handler:
 //
@@ -19,7 +35,7 @@ import (
 //
 // Every connection is accepted anonymously, may subscribe to any channel and
 // may publish to any channel from the client side (publish command).
-func New() (*centrifuge.Node, http.Handler, error) {
+func New(opt Options) (*centrifuge.Node, http.Handler, error) {
 	node, err := centrifuge.New(centrifuge.Config{LogLevel: centrifuge.LogLevelNone})
 	if err != nil {
 		return nil, nil, err
@@ -29,10 +45,16 @@ func New() (*centrifuge.Node, http.Handler, error) {
 	})
 	node.OnConnect(func(c *centrifuge.Client) {
 		c.OnSubscribe(func(e centrifuge.SubscribeEvent, cb centrifuge.SubscribeCallback) {
-			cb(centrifuge.SubscribeReply{}, nil)
+			var rep centrifuge.SubscribeReply
+			rep.Options.EnableRecovery = opt.history()
+			cb(rep, nil)
 		})
 		c.OnPublish(func(e centrifuge.PublishEvent, cb centrifuge.PublishCallback) {
-			cb(centrifuge.PublishReply{}, nil)
+			var rep centrifuge.PublishReply
+			if opt.history() {
+				rep.Options.HistorySize, rep.Options.HistoryTTL = opt.HistorySize, opt.HistoryTTL
+			}
+			cb(rep, nil)
 		})
 	})
 	if err := node.Run(); err != nil {
@@ -49,7 +71,11 @@ func New() (*centrifuge.Node, http.Handler, error) {
 			http.Error(w, "need ?channel= and a body", http.StatusBadRequest)
 			return
 		}
-		if _, err := node.Publish(ch, body); err != nil {
+		var po []centrifuge.PublishOption
+		if opt.history() {
+			po = append(po, centrifuge.WithHistory(opt.HistorySize, opt.HistoryTTL))
+		}
+		if _, err := node.Publish(ch, body, po...); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}

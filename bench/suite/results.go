@@ -102,6 +102,9 @@ type StormFig struct {
 	LostPerSub    float64      `json:"lost_per_sub"`
 	AttachedCurve [][2]float64 `json:"attached_curve"` // (s since drop, attached)
 	ServerCPUPct  float64      `json:"server_cpu_pct_during_reconnect"`
+	// Answers to the re-subscriptions: resumed, lost (history did not
+	// cover the gap) or fresh (no position was sent).
+	Continuity loadgen.Continuity `json:"continuity"`
 }
 
 // fillLatency sets the percentiles and a CDF sampled at log-spaced

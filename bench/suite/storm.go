@@ -2,6 +2,7 @@ package suite
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/feedgate/feedgate/bench/loadgen"
@@ -20,12 +21,28 @@ type StormParams struct {
 	DrainSec    float64 `json:"max_drain_sec"`
 	Concurrency int     `json:"reconnect_dials_in_flight"`
 	Resume      string  `json:"resume"`
+	// The peer's history, which its recovery needs: the bounds of our
+	// edge's default history (-history-size 1000, -history-age 2m).
+	PeerHistorySize int     `json:"peer_history_size"`
+	PeerHistoryTTL  float64 `json:"peer_history_ttl_sec"`
+}
+
+// peerArgs are the peer's flags for the storm: history and recovery on.
+func (p StormParams) peerArgs() []string {
+	return []string{"-history-size", strconv.Itoa(p.PeerHistorySize), "-history-ttl", fmt.Sprintf("%gs", p.PeerHistoryTTL)}
 }
 
 func stormParams(quick bool) StormParams {
 	p := StormParams{Subscribers: 10000, Channels: 100, Rate: 200, Publishers: 2, BaselineSec: 5, WindowSec: 15,
 		DropAtSec: 3, DrainSec: 5, Concurrency: 128,
-		Resume: "none: subscribers re-attach without a resume token, so messages published while they are away are lost by design"}
+		Resume: "both resume. ours: the generator keeps, per subscriber and channel, the pos of the last message received " +
+			"(or of the attached reply before any message) and re-attaches with options.resume set to it; " +
+			"its edge keeps its default history (1000 messages / 2 min per channel). " +
+			"peer: Centrifuge with history (peer_history_size / peer_history_ttl_sec per channel, in-memory broker) and " +
+			"SubscribeOptions.EnableRecovery; the generator keeps the subscribe reply's epoch and the highest publication offset " +
+			"and re-subscribes with recover:true, epoch, offset (recovered publications come in the subscribe reply). " +
+			"Continuity counts the answers: resumed (ours \"resumed\", peer recovered:true), lost (ours \"lost\", peer recovered:false), fresh",
+		PeerHistorySize: 1000, PeerHistoryTTL: 120}
 	if quick {
 		p.Subscribers, p.BaselineSec, p.WindowSec, p.DropAtSec, p.DrainSec = 2000, 2, 6, 2, 3
 	}
@@ -53,6 +70,9 @@ func (s *Suite) storm() *ScenarioResult {
 		{"reconnects/s", get(func(f *StormFig) float64 { return f.ReconnPerSec })},
 		{"server CPU % while reconnecting", get(func(f *StormFig) float64 { return f.ServerCPUPct })},
 		{"lost per subscriber", get(func(f *StormFig) float64 { return f.LostPerSub })},
+		{"continuity resumed", get(func(f *StormFig) float64 { return float64(f.Continuity.Resumed) })},
+		{"continuity lost", get(func(f *StormFig) float64 { return float64(f.Continuity.Lost) })},
+		{"continuity fresh", get(func(f *StormFig) float64 { return float64(f.Continuity.Fresh) })},
 	}
 	figs = append(figs, stepFigures(func(r *RunResult) *Step {
 		if r.Storm == nil {
@@ -72,7 +92,11 @@ func (s *Suite) storm() *ScenarioResult {
 
 func (s *Suite) stormRun(server string, p StormParams) *RunResult {
 	run := &RunResult{Server: server, Target: server}
-	proc, t, err := s.start(server, "json", nil, nil)
+	var args []string
+	if server == "peer" {
+		args = p.peerArgs()
+	}
+	proc, t, err := s.start(server, "json", args, nil)
 	if err != nil {
 		run.Error = err.Error()
 		s.printf("reconnect-storm %s: %v\n", server, err)
@@ -86,6 +110,7 @@ func (s *Suite) stormRun(server string, p StormParams) *RunResult {
 		run.Error = err.Error()
 		return run
 	}
+	l.r.EnableResume()
 	want := int64(p.Subscribers)
 	cr := loadgen.Connect(l.r, subs, channels, p.Concurrency, want, connectTimeout(p.Subscribers))
 	run.Connect = &cr
@@ -105,10 +130,12 @@ func (s *Suite) stormRun(server string, p StormParams) *RunResult {
 	s.printStep("reconnect-storm "+t.Name+" baseline", &base)
 
 	f := &StormFig{}
+	var cont0 loadgen.Continuity // subscription answers before the drop
 	stormDone := make(chan struct{})
 	go func() {
 		defer close(stormDone)
 		time.Sleep(secs(p.DropAtSec))
+		cont0 = l.r.Continuity()
 		t0, cpu0 := time.Now(), proc.CPUTime()
 		f.Dropped = l.r.DropAll()
 		sample := make(chan struct{})
@@ -136,10 +163,11 @@ func (s *Suite) stormRun(server string, p StormParams) *RunResult {
 	}()
 	f.Window = l.window(p.Rate, secs(p.WindowSec), secs(p.DrainSec), pick)
 	<-stormDone
+	f.Continuity = l.r.Continuity().Sub(cont0) // after the window: every reply has come
 	f.LostPerSub = float64(f.Window.Lost) / float64(p.Subscribers)
 	run.Storm = f
-	s.printf("reconnect-storm %s: dropped %d, all %d re-attached after %.2fs (%.0f/s)\n",
-		t.Name, f.Dropped, f.Reattached, f.ReconnectSec, f.ReconnPerSec)
+	s.printf("reconnect-storm %s: dropped %d, all %d re-attached after %.2fs (%.0f/s); continuity: %d resumed, %d lost, %d fresh\n",
+		t.Name, f.Dropped, f.Reattached, f.ReconnectSec, f.ReconnPerSec, f.Continuity.Resumed, f.Continuity.Lost, f.Continuity.Fresh)
 	s.printStep("reconnect-storm "+t.Name+" storm window", &f.Window)
 	return run
 }

@@ -1,6 +1,7 @@
 // Command peer serves the load-test suite's comparison server (package
 // peer: Centrifuge with its in-memory broker) on -addr, and net/http/pprof
-// on -debug-addr when set.
+// on -debug-addr when set. -history-size and -history-ttl turn on channel
+// history and recovery.
 package main
 
 import (
@@ -20,9 +21,12 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8200", "listen address")
 	debugAddr := flag.String("debug-addr", "", "if set, serve net/http/pprof on this address")
+	var opt peer.Options
+	flag.IntVar(&opt.HistorySize, "history-size", 0, "with -history-ttl: keep this many publications per channel and allow recovery (0: no history, the library default)")
+	flag.DurationVar(&opt.HistoryTTL, "history-ttl", 0, "with -history-size: keep publications this long")
 	flag.Parse()
 
-	node, handler, err := peer.New()
+	node, handler, err := peer.New(opt)
 	if err != nil {
 		log.Fatal(err)
 	}
