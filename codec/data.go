@@ -86,7 +86,10 @@ func fromJSONValue(v any, depth int) (any, error) {
 // carry (binary strings, non-string map keys, NaN and infinities, extension
 // types) are refused with CodeBadRequest rather than silently altered.
 func msgpackToJSON(raw []byte) ([]byte, error) {
-	v, err := msgpack.NewDecoder(bytes.NewReader(raw)).DecodeInterface()
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(bytes.NewReader(raw))
+	v, err := dec.DecodeInterface()
 	if err != nil {
 		return nil, Errorf(CodeBadRequest, "data is not a msgpack value: %v", err)
 	}

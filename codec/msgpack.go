@@ -19,7 +19,10 @@ func decodeMsgpack(b []byte) (Frame, error) {
 	}
 	var w msgpackFrame
 	r := bytes.NewReader(b)
-	if err := msgpack.NewDecoder(r).Decode(&w); err != nil {
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(r)
+	if err := dec.Decode(&w); err != nil {
 		return Frame{}, Errorf(CodeBadFrame, "malformed msgpack: %v", err)
 	}
 	if r.Len() > 0 {
@@ -56,7 +59,9 @@ func encodeMsgpack(fr *Frame) ([]byte, error) {
 // (the library's default writes every int64 in 9 bytes).
 func marshalCompact(v any) ([]byte, error) {
 	var buf bytes.Buffer
-	enc := msgpack.NewEncoder(&buf)
+	enc := msgpack.GetEncoder() // pooled: a new Encoder costs allocations per call
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(&buf)
 	enc.UseCompactInts(true)
 	if err := enc.Encode(v); err != nil {
 		return nil, err
