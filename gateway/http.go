@@ -182,16 +182,7 @@ func (s *Server) servePublish(ctx *fasthttp.RequestCtx, channel string) {
 		writeError(ctx, fasthttp.StatusServiceUnavailable, codec.Errorf(codec.CodeGoingAway, "edge is draining; publish to another edge"))
 		return
 	}
-	if err := codec.ValidateChannel(channel); err != nil {
-		writeError(ctx, fasthttp.StatusBadRequest, codec.AsError(err))
-		return
-	}
-	access, err := s.cfg.Authorizer.Authorize(credentials(ctx))
-	if err == nil {
-		err = access.CanPublish(channel)
-	}
-	if err != nil {
-		writeError(ctx, httpStatus(codec.AsError(err).Code), codec.AsError(err))
+	if !s.allowHTTP(ctx, channel, codec.Access.CanPublish) {
 		return
 	}
 	var body httpPublishBody
@@ -295,16 +286,7 @@ type historyMessage struct {
 // serveHistory answers GET /v1/channels/{channel}/history?limit=N&before=C:
 // the channel's history on this edge, newest first, paged by cursor.
 func (s *Server) serveHistory(ctx *fasthttp.RequestCtx, channel string) {
-	if err := codec.ValidateChannel(channel); err != nil {
-		writeError(ctx, fasthttp.StatusBadRequest, codec.AsError(err))
-		return
-	}
-	access, err := s.cfg.Authorizer.Authorize(credentials(ctx))
-	if err == nil {
-		err = access.CanAttach(channel)
-	}
-	if err != nil {
-		writeError(ctx, httpStatus(codec.AsError(err).Code), codec.AsError(err))
+	if !s.allowHTTP(ctx, channel, codec.Access.CanAttach) {
 		return
 	}
 	q := ctx.QueryArgs()
@@ -337,6 +319,24 @@ func (s *Server) serveHistory(ctx *fasthttp.RequestCtx, channel string) {
 		resp["next"] = out[len(out)-1].Cursor
 	}
 	writeJSON(ctx, fasthttp.StatusOK, resp)
+}
+
+// allowHTTP checks an HTTP request's channel name and credentials against
+// the operation (an Access method); if refused, it writes the error.
+func (s *Server) allowHTTP(ctx *fasthttp.RequestCtx, channel string, op func(codec.Access, string) error) bool {
+	if err := codec.ValidateChannel(channel); err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, codec.AsError(err))
+		return false
+	}
+	access, err := s.cfg.Authorizer.Authorize(credentials(ctx))
+	if err == nil {
+		err = op(access, channel)
+	}
+	if err != nil {
+		writeError(ctx, httpStatus(codec.AsError(err).Code), codec.AsError(err))
+		return false
+	}
+	return true
 }
 
 // maxHistoryPage bounds one history page.

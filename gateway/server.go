@@ -167,14 +167,7 @@ const idleChannelTTL = 30 * time.Minute
 // client that stopped reading with the kernel buffers full): closing the
 // socket fails the write, and the writer and reader end.
 func (s *Server) watchWrites() {
-	t := time.NewTicker(max(s.cfg.WriteTimeout/4, 10*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-		}
+	s.every(max(s.cfg.WriteTimeout/4, 10*time.Millisecond), func() {
 		stuckSince := s.cfg.Now().Add(-s.cfg.WriteTimeout).UnixNano()
 		s.conns.Range(func(k, _ any) bool {
 			c := k.(*conn)
@@ -188,6 +181,20 @@ func (s *Server) watchWrites() {
 			}
 			return true
 		})
+	})
+}
+
+// every runs fn every interval until the server stops.
+func (s *Server) every(interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			fn()
+		}
 	}
 }
 
@@ -195,14 +202,7 @@ func (s *Server) watchWrites() {
 // and drops connections from which nothing was read for IdleTimeout. One
 // goroutine for the whole server: no timer per connection.
 func (s *Server) heartbeats() {
-	t := time.NewTicker(s.cfg.HeartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-		}
+	s.every(s.cfg.HeartbeatInterval, func() {
 		now := s.cfg.Now()
 		var frames [codec.NumFormats][]byte
 		for f := range frames {
@@ -221,7 +221,7 @@ func (s *Server) heartbeats() {
 			c.enqueue(frames[c.format])
 			return true
 		})
-	}
+	})
 }
 
 // Shutdown turns the edge unready, refuses new connections, tells every
