@@ -290,23 +290,10 @@ func (s *Server) serveHistory(ctx *fasthttp.RequestCtx, channel string) {
 		return
 	}
 	q := ctx.QueryArgs()
-	limit := 100
-	if v := q.Peek("limit"); len(v) > 0 {
-		n, err := strconv.Atoi(string(v))
-		if err != nil || n < 1 || n > maxHistoryPage {
-			writeError(ctx, fasthttp.StatusBadRequest, codec.Errorf(codec.CodeBadRequest, "limit must be an integer from 1 to %d", maxHistoryPage))
-			return
-		}
-		limit = n
-	}
-	var before uint64
-	if v := q.Peek("before"); len(v) > 0 {
-		n, err := strconv.ParseUint(string(v), 10, 64)
-		if err != nil || n == 0 {
-			writeError(ctx, fasthttp.StatusBadRequest, codec.Errorf(codec.CodeBadRequest, "before must be a cursor from an earlier page"))
-			return
-		}
-		before = n
+	limit, before, err := parseHistoryQuery(q.Peek("limit"), q.Peek("before"))
+	if err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, codec.AsError(err))
+		return
 	}
 	out := []historyMessage{}
 	if ch := s.hub.get(channel, false); ch != nil {
@@ -337,6 +324,27 @@ func (s *Server) allowHTTP(ctx *fasthttp.RequestCtx, channel string, op func(cod
 		return false
 	}
 	return true
+}
+
+// parseHistoryQuery reads the history endpoint's limit (default 100, 1 to
+// maxHistoryPage) and before (a cursor, 0 when absent).
+func parseHistoryQuery(limitArg, beforeArg []byte) (limit int, before uint64, err error) {
+	limit = 100
+	if len(limitArg) > 0 {
+		n, err := strconv.Atoi(string(limitArg))
+		if err != nil || n < 1 || n > maxHistoryPage {
+			return 0, 0, codec.Errorf(codec.CodeBadRequest, "limit must be an integer from 1 to %d", maxHistoryPage)
+		}
+		limit = n
+	}
+	if len(beforeArg) > 0 {
+		n, err := strconv.ParseUint(string(beforeArg), 10, 64)
+		if err != nil || n == 0 {
+			return 0, 0, codec.Errorf(codec.CodeBadRequest, "before must be a cursor from an earlier page")
+		}
+		before = n
+	}
+	return limit, before, nil
 }
 
 // maxHistoryPage bounds one history page.
