@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -50,8 +51,8 @@ type RelayConfig struct {
 	// AckDeadline of the subscriptions (default 10s, the minimum).
 	AckDeadline time.Duration
 	// SubscriptionCheck is how often the edge checks that its subscriptions
-	// still exist, and creates again any that was deleted or expired
-	// (default 1 minute).
+	// still exist, creating again any that was deleted or expired; the
+	// checks also tell whether Pub/Sub is reachable (Healthy). Default 15s.
 	SubscriptionCheck time.Duration
 	// PublishDelay is the batching delay of the publisher (default 1ms; the
 	// library's 10ms is too slow for odds).
@@ -90,7 +91,7 @@ func (c *RelayConfig) setDefaults() error {
 		c.AckDeadline = 10 * time.Second
 	}
 	if c.SubscriptionCheck <= 0 {
-		c.SubscriptionCheck = time.Minute
+		c.SubscriptionCheck = 15 * time.Second
 	}
 	if c.PublishDelay <= 0 {
 		c.PublishDelay = time.Millisecond
@@ -115,6 +116,8 @@ type Relay struct {
 
 	restartMu sync.Mutex           // guards restart
 	restart   []context.CancelFunc // restart[i] restarts subNames[i]'s Receive
+
+	unhealthy atomic.Pointer[error] // why Pub/Sub is unreachable; nil when it is
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -291,8 +294,14 @@ func (r *Relay) checkSubscriptions(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		var failed error
 		for i, name := range r.subNames {
-			_, err := r.client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: name})
+			cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+			_, err := r.client.SubscriptionAdminClient.GetSubscription(cctx, &pubsubpb.GetSubscriptionRequest{Subscription: name})
+			cancel()
+			if err != nil && status.Code(err) != codes.NotFound && ctx.Err() == nil {
+				failed = err
+			}
 			if status.Code(err) != codes.NotFound {
 				continue
 			}
@@ -307,7 +316,34 @@ func (r *Relay) checkSubscriptions(ctx context.Context) {
 			}
 			r.restartMu.Unlock()
 		}
+		r.setHealth(failed)
 	}
+}
+
+// checkTimeout bounds one subscription check: a reachable Pub/Sub answers
+// in milliseconds.
+const checkTimeout = 5 * time.Second
+
+func (r *Relay) setHealth(err error) {
+	if err == nil {
+		if r.unhealthy.Swap(nil) != nil {
+			r.log.Info("backbone: Pub/Sub reachable again")
+		}
+		return
+	}
+	if r.unhealthy.Swap(&err) == nil {
+		r.log.Error("backbone: Pub/Sub unreachable", "err", err)
+	}
+}
+
+// Healthy returns nil while Pub/Sub is reachable, or why it is not: the last
+// subscription check or publish failed. The edge reports itself unready
+// meanwhile, so load balancers and GeoDNS send clients elsewhere.
+func (r *Relay) Healthy() error {
+	if p := r.unhealthy.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (r *Relay) onMessage(_ context.Context, pm *pubsub.Message) {
@@ -356,7 +392,13 @@ func (r *Relay) Publish(m *codec.Message, done DoneFunc) {
 	st.mu.Unlock()
 	go func() {
 		_, err := res.Get(context.Background())
-		if err != nil {
+		if err == nil {
+			r.setHealth(nil)
+		} else {
+			var paused pubsub.ErrPublishingPaused
+			if !errors.As(err, &paused) && !errors.Is(err, pubsub.ErrFlowControllerMaxOutstandingMessages) {
+				r.setHealth(err)
+			}
 			// Resume the key and lower the next Prev under the stripe lock,
 			// before any later publish on this channel is stamped.
 			st.mu.Lock()

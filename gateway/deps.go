@@ -23,6 +23,14 @@ type Backbone interface {
 	Close(ctx context.Context) error
 }
 
+// HealthChecker is an optional ability of a Backbone: Healthy returns nil
+// while the backbone can relay, or why it cannot. An edge whose backbone is
+// unhealthy answers /readyz with 503, so that load balancers and GeoDNS send
+// new clients to edges that can serve them.
+type HealthChecker interface {
+	Healthy() error
+}
+
 // Authorizer decides who may connect, and what each connection may do.
 // It is the one place where connecting, attaching and publishing are
 // authorised.

@@ -41,6 +41,13 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 			ctx.SetBodyString("not ready\n")
 			return
 		}
+		if hc, ok := s.bb.(HealthChecker); ok {
+			if err := hc.Healthy(); err != nil {
+				ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+				ctx.SetBodyString("not ready: backbone unreachable\n")
+				return
+			}
+		}
 		ctx.SetBodyString("ready\n")
 	default:
 		writeError(ctx, fasthttp.StatusNotFound, codec.Errorf(codec.CodeBadRequest, "no such endpoint: %s", path))

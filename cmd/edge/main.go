@@ -37,6 +37,8 @@ var (
 	_ gateway.Backbone   = (*backbone.Relay)(nil)
 	_ gateway.Backbone   = (*backbone.Local)(nil)
 	_ gateway.Authorizer = (*auth.Static)(nil)
+
+	_ gateway.HealthChecker = (*backbone.Relay)(nil)
 )
 
 type options struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"sync/atomic"
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
@@ -135,6 +136,17 @@ func TestBackboneDown(t *testing.T) {
 		}
 	}
 
+	ready := func() int {
+		resp, err := http.Get(a.API + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := ready(); got != 200 {
+		t.Fatalf("/readyz %d before the outage", got)
+	}
 	proxy.Down()
 	for _, ch := range channels {
 		began := time.Now()
@@ -146,6 +158,10 @@ func TestBackboneDown(t *testing.T) {
 		t.Logf("backbone down: %s nacked after %v: %v", ch, time.Since(began).Round(time.Millisecond), e)
 	}
 
+	// The edge that cannot reach Pub/Sub says it is not ready.
+	if got := ready(); got != 503 {
+		t.Fatalf("/readyz %d with the backbone unreachable, want 503", got)
+	}
 	proxy.Up()
 	// Publishing works again once the client library has reconnected.
 	for _, ch := range channels {
@@ -158,6 +174,7 @@ func TestBackboneDown(t *testing.T) {
 			}
 		}
 	}
+	edgetest.WaitFor(t, "ready again", func() bool { return ready() == 200 })
 	want := 0
 	for _, s := range acked {
 		want += len(s)
