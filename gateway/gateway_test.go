@@ -74,7 +74,7 @@ func TestDetachStopsDelivery(t *testing.T) {
 	}
 	// Publishing on a detached channel is refused; b still works and its
 	// message is the next one: nothing of a arrives after detached.
-	if _, err := c.Publish(edgetest.Ctx10(t), "a", []byte(`2`), client.PublishOptions{}); !errors(err, codec.CodeNotAttached) {
+	if _, err := c.Publish(edgetest.Ctx10(t), "a", []byte(`2`), client.PublishOptions{}); !hasCode(err, codec.CodeNotAttached) {
 		t.Fatalf("publish after detach: %v", err)
 	}
 	if _, err := c.Publish(edgetest.Ctx10(t), "b", []byte(`3`), client.PublishOptions{}); err != nil {
@@ -83,12 +83,12 @@ func TestDetachStopsDelivery(t *testing.T) {
 	if got := edgetest.NextMessage(t, c); got.Channel != "b" || string(got.Data) != "3" {
 		t.Fatalf("got %+v", got)
 	}
-	if err := c.Detach(edgetest.Ctx10(t), "a"); !errors(err, codec.CodeNotAttached) {
+	if err := c.Detach(edgetest.Ctx10(t), "a"); !hasCode(err, codec.CodeNotAttached) {
 		t.Fatalf("second detach: %v", err)
 	}
 }
 
-func errors(err error, c codec.Code) bool {
+func hasCode(err error, c codec.Code) bool {
 	e, ok := err.(*codec.Error)
 	return ok && e.Code == c
 }
@@ -153,7 +153,7 @@ func TestBadInput(t *testing.T) {
 					return err
 				}, codec.CodeBadRequest},
 			} {
-				if err := tc.do(); !errors(err, tc.code) {
+				if err := tc.do(); !hasCode(err, tc.code) {
 					t.Errorf("%s: got %v, want code %v", tc.name, err, tc.code)
 				}
 			}
@@ -211,7 +211,7 @@ func TestPublishNeedsKey(t *testing.T) {
 	e := edgetest.MustStartEdge(t, gateway.Config{Authorizer: a}, nil)
 	sub := edgetest.MustDial(t, e.URL, client.Options{})
 	edgetest.MustAttach(t, sub, "c", codec.AttachOptions{})
-	if _, err := sub.Publish(edgetest.Ctx10(t), "c", []byte(`1`), client.PublishOptions{}); !errors(err, codec.CodeUnauthorized) {
+	if _, err := sub.Publish(edgetest.Ctx10(t), "c", []byte(`1`), client.PublishOptions{}); !hasCode(err, codec.CodeUnauthorized) {
 		t.Fatalf("subscriber publish: %v", err)
 	}
 	if _, err := client.Dial(edgetest.Ctx10(t), e.URL, client.Options{APIKey: "feed1:wrong-secret-0000"}); err == nil {
