@@ -52,6 +52,13 @@ func fromJSONValue(v any, depth int) (any, error) {
 	switch x := v.(type) {
 	case json.Number:
 		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+			if i == 0 && x[0] == '-' {
+				// "-0" is the JSON text of a negative-zero float (it is what a
+				// msgpack -0.0 becomes); as integer 0 it would come back as
+				// "0" and JSON and msgpack subscribers would see different
+				// values.
+				return math.Copysign(0, -1), nil
+			}
 			return i, nil
 		}
 		if u, err := strconv.ParseUint(string(x), 10, 64); err == nil {
