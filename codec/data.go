@@ -6,8 +6,6 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
-
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Payloads are JSON values. Inside the edge and on the backbone a payload is
@@ -93,13 +91,12 @@ func fromJSONValue(v any, depth int) (any, error) {
 // carry (binary strings, non-string map keys, NaN and infinities, extension
 // types) are refused with CodeBadRequest rather than silently altered.
 func msgpackToJSON(raw []byte) ([]byte, error) {
-	dec := msgpack.GetDecoder()
-	defer msgpack.PutDecoder(dec)
-	dec.Reset(bytes.NewReader(raw))
+	dec := getDecoder(bytes.NewReader(raw))
 	v, err := dec.DecodeInterface()
 	if err != nil {
 		return nil, Errorf(CodeBadRequest, "data is not a msgpack value: %v", err)
 	}
+	decoders.Put(dec)
 	if err := checkJSONable(v, 0); err != nil {
 		return nil, err
 	}

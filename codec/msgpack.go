@@ -2,6 +2,7 @@ package codec
 
 import (
 	"bytes"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -19,12 +20,11 @@ func decodeMsgpack(b []byte) (Frame, error) {
 	}
 	var w msgpackFrame
 	r := bytes.NewReader(b)
-	dec := msgpack.GetDecoder()
-	defer msgpack.PutDecoder(dec)
-	dec.Reset(r)
+	dec := getDecoder(r)
 	if err := dec.Decode(&w); err != nil {
 		return Frame{}, Errorf(CodeBadFrame, "malformed msgpack: %v", err)
 	}
+	decoders.Put(dec)
 	if r.Len() > 0 {
 		return Frame{}, Errorf(CodeBadFrame, "malformed msgpack: %d bytes after the frame", r.Len())
 	}
@@ -40,6 +40,22 @@ func decodeMsgpack(b []byte) (Frame, error) {
 		fr.Msg.Data = data
 	}
 	return fr, nil
+}
+
+// decoders holds msgpack decoders that finished a decode without error.
+//
+// It is not the library's own pool (msgpack.GetDecoder): when a raw value
+// (our data and option fields) is truncated, the library's DecodeRaw returns
+// with its recording buffer still switched on, and Decoder.Reset does not
+// switch it off; a decoder put back after such an error would copy every
+// byte it reads afterwards into that buffer until the next raw value ends
+// well. A decoder whose decode failed is simply dropped.
+var decoders = sync.Pool{New: func() any { return msgpack.NewDecoder(nil) }}
+
+func getDecoder(r *bytes.Reader) *msgpack.Decoder {
+	dec := decoders.Get().(*msgpack.Decoder)
+	dec.Reset(r)
+	return dec
 }
 
 func encodeMsgpack(fr *Frame) ([]byte, error) {
