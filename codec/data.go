@@ -100,7 +100,7 @@ func msgpackToJSON(raw []byte) ([]byte, error) {
 	if err := checkJSONable(v, 0); err != nil {
 		return nil, err
 	}
-	out, err := json.Marshal(v)
+	out, err := marshalJSON(v)
 	if err != nil {
 		return nil, Errorf(CodeBadRequest, "data cannot be represented as JSON: %v", err)
 	}

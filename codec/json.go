@@ -1,8 +1,10 @@
 package codec
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"sync"
 )
 
 type jsonFrame = wireFrame[json.RawMessage]
@@ -32,10 +34,40 @@ func decodeJSON(b []byte) (Frame, error) {
 }
 
 func encodeJSON(fr *Frame) ([]byte, error) {
-	w, err := toWire[json.RawMessage](fr, json.Marshal)
+	w, err := toWire[json.RawMessage](fr, marshalJSON)
 	if err != nil {
 		return nil, err
 	}
 	w.Data = fr.Msg.Data
-	return json.Marshal(&w)
+	return marshalJSON(&w)
+}
+
+type jsonEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var jsonEncoders = sync.Pool{New: func() any {
+	e := new(jsonEncoder)
+	e.enc = json.NewEncoder(&e.buf)
+	e.enc.SetEscapeHTML(false)
+	return e
+}}
+
+// marshalJSON is json.Marshal without HTML escaping: a payload's "&", "<"
+// and ">" reach subscribers as the publisher sent them, not as \u0026 etc.
+// (six bytes each, and different bytes from what was published).
+func marshalJSON(v any) ([]byte, error) {
+	e := jsonEncoders.Get().(*jsonEncoder)
+	e.buf.Reset()
+	err := e.enc.Encode(v)
+	var out []byte
+	if err == nil {
+		b := e.buf.Bytes()
+		out = append([]byte(nil), b[:len(b)-1]...) // Encode appends a newline
+	}
+	if e.buf.Cap() <= 64<<10 { // a rare huge frame's buffer is left to the GC
+		jsonEncoders.Put(e)
+	}
+	return out, err
 }

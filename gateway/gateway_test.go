@@ -32,7 +32,7 @@ func TestFanOutBothFormats(t *testing.T) {
 	const n = 200
 	ids := make([]string, n)
 	for i := range n {
-		id, err := pub.Publish(edgetest.Ctx10(t), "odds:1", fmt.Appendf(nil, `{"seq":%d,"price":1.5}`, i), client.PublishOptions{Name: "price"})
+		id, err := pub.Publish(edgetest.Ctx10(t), "odds:1", fmt.Appendf(nil, `{"seq":%d,"price":1.5,"sel":"<Home & Away>"}`, i), client.PublishOptions{Name: "price"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,14 +41,25 @@ func TestFanOutBothFormats(t *testing.T) {
 	for si, c := range subs {
 		for i := range n {
 			m := edgetest.NextMessage(t, c)
-			want := fmt.Sprintf(`{"price":1.5,"seq":%d}`, i)
+			want := fmt.Sprintf(`{"price":1.5,"sel":"<Home & Away>","seq":%d}`, i)
 			if si%2 == 0 {
-				want = fmt.Sprintf(`{"seq":%d,"price":1.5}`, i) // JSON subscribers get the bytes as published
+				// JSON subscribers get the bytes as published (no HTML escaping).
+				want = fmt.Sprintf(`{"seq":%d,"price":1.5,"sel":"<Home & Away>"}`, i)
 			}
 			if m.Channel != "odds:1" || m.ID != ids[i] || m.Name != "price" || string(m.Data) != want || m.Time == 0 {
 				t.Fatalf("subscriber %d message %d: got %+v data %s, want id %s data %s", si, i, m, m.Data, ids[i], want)
 			}
 		}
+	}
+	// So does the history endpoint.
+	resp, err := http.Get(e.API + "/v1/channels/odds:1/history?limit=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf(`"data":{"seq":%d,"price":1.5,"sel":"<Home & Away>"}`, n-1); !strings.Contains(string(body), want) {
+		t.Fatalf("history: %s, want it to contain %s", body, want)
 	}
 	// The publisher attached publish-only: it received nothing.
 	select {

@@ -274,11 +274,14 @@ func writeError(ctx *fasthttp.RequestCtx, status int, e *codec.Error) {
 	writeJSON(ctx, status, map[string]any{"error": httpError{Code: int(e.Code), Name: e.Code.String(), Message: e.Message}})
 }
 
+// writeJSON writes v as the response body, without HTML escaping (payloads
+// keep their "<", ">" and "&" as published, as on WebSocket connections).
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
-	b, _ := json.Marshal(v)
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
-	ctx.SetBody(append(b, '\n'))
+	enc := json.NewEncoder(ctx) // appends the newline
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }
 
 type historyMessage struct {
