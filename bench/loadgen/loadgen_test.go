@@ -2,12 +2,8 @@ package loadgen
 
 import (
 	"bytes"
-	"net"
-	"net/http"
 	"testing"
 	"time"
-
-	"github.com/feedgate/feedgate/bench/peer"
 )
 
 func TestFrameRoundTrip(t *testing.T) {
@@ -92,23 +88,16 @@ func TestZipfSkew(t *testing.T) {
 	}
 }
 
-// TestAgainstPeer runs subscribers, a WebSocket publisher and the epoll
-// reader against a real Centrifuge node on loopback.
+// TestAgainstPeer runs subscribers (opened by each dialer), a WebSocket
+// publisher and the epoll reader against a real Centrifuge node on
+// loopback.
 func TestAgainstPeer(t *testing.T) {
-	node, h, err := peer.New(peer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Shutdown(t.Context())
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h}
-	go srv.Serve(ln)
-	defer srv.Close()
+	tg := startPeer(t)
+	t.Run("epoll", func(t *testing.T) { againstPeer(t, tg, Connect) })
+	t.Run("goroutines", func(t *testing.T) { againstPeer(t, tg, ConnectBlocking) })
+}
 
-	tg := Target{Name: "peer", Kind: Peer, Addr: ln.Addr().String()}
+func againstPeer(t *testing.T, tg Target, connect func(*Reader, []*Sub, []string, int, int64, time.Duration) ConnectResult) {
 	channels := []string{"a", "b"}
 	r, err := NewReader(tg, len(channels))
 	if err != nil {
@@ -119,7 +108,7 @@ func TestAgainstPeer(t *testing.T) {
 	for i := range subs {
 		subs[i] = NewSub(i, []int32{int32(i % 2)})
 	}
-	cr := Connect(r, subs, channels, 8, 50, 10*time.Second)
+	cr := connect(r, subs, channels, 8, 50, 10*time.Second)
 	if cr.Attached != 50 {
 		t.Fatalf("attached %d of 50: %s", cr.Attached, cr.FirstErr)
 	}

@@ -23,6 +23,8 @@ type conn struct {
 	want     int    // replies that make the subscription complete
 	attached bool
 	dead     bool
+	start    int64 // epoll-dialled: unix ns when its dial began (0 otherwise)
+	fl       *dial // cycling dial job: the dial this connection completes
 }
 
 // Reader reads every subscriber socket from one goroutine with epoll.
@@ -43,6 +45,12 @@ type Reader struct {
 	resume bool       // track each subscriber's position per channel and resume from it on reconnect
 	cont   Continuity // subscription answers since the start
 
+	// The epoll dialer's state (dialer.go), owned by the loop.
+	dials      []*dial // by descriptor: connections being opened
+	job        *dialJob
+	jobs       []*dialJob              // queued behind job
+	attachHist *hdrhistogram.Histogram // dial start to completed subscription, µs, since the job began
+
 	attached atomic.Int64 // connections whose subscription is complete
 	open     atomic.Int64 // connections registered and not closed
 	lastAtt  atomic.Int64 // unix ns of the latest completed subscription
@@ -56,13 +64,15 @@ func NewReader(t Target, nChannels int) (*Reader, error) {
 	}
 	r := &Reader{
 		t: t, bin: t.binary(), epfd: epfd,
-		conns:     make([]*conn, maxFD),
-		reqs:      make(chan func(), 1024),
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
-		buf:       make([]byte, 256<<10),
-		hist:      NewHist(),
-		stepStart: make([]int64, nChannels),
+		conns:      make([]*conn, maxFD),
+		dials:      make([]*dial, maxFD),
+		attachHist: NewHist(),
+		reqs:       make(chan func(), 1024),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		buf:        make([]byte, 256<<10),
+		hist:       NewHist(),
+		stepStart:  make([]int64, nChannels),
 	}
 	go r.loop()
 	return r, nil
@@ -158,25 +168,33 @@ func (r *Reader) Close() {
 }
 
 // add registers an open connection; rest holds bytes that arrived with the
-// handshake response. It runs on the reader goroutine.
+// handshake response. The registration runs on the reader goroutine.
 func (r *Reader) add(c *conn, rest []byte) {
 	f := func() {
-		r.conns[c.fd] = c
-		c.sub.live = c
-		r.open.Add(1)
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)}
 		if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
-			r.closeConn(c)
+			unix.Close(c.fd)
+			r.st.Errors++
 			return
 		}
-		if len(rest) > 0 {
-			r.consume(c, rest, time.Now().UnixNano())
-		}
+		r.register(c, rest, time.Now().UnixNano())
 	}
 	select {
 	case r.reqs <- f:
 	case <-r.done:
 		unix.Close(c.fd)
+	}
+}
+
+// register makes c, whose descriptor is in the epoll set for EPOLLIN and
+// EPOLLRDHUP, one of the reader's connections and parses rest, the bytes
+// that followed the handshake response. It does not keep rest.
+func (r *Reader) register(c *conn, rest []byte, now int64) {
+	r.conns[c.fd] = c
+	c.sub.live = c
+	r.open.Add(1)
+	if len(rest) > 0 {
+		r.consume(c, rest, now)
 	}
 }
 
@@ -189,8 +207,11 @@ func (r *Reader) loop() {
 			panic(fmt.Sprintf("epoll_wait: %v", err))
 		}
 		for i := 0; i < n; i++ {
-			if c := r.conns[events[i].Fd]; c != nil {
+			fd := events[i].Fd
+			if c := r.conns[fd]; c != nil {
 				r.readConn(c)
+			} else if d := r.dials[fd]; d != nil {
+				r.dialEvent(d, events[i].Events)
 			}
 		}
 	reqs:
@@ -202,8 +223,10 @@ func (r *Reader) loop() {
 				break reqs
 			}
 		}
+		r.pump()
 		select {
 		case <-r.stop:
+			r.abortJobs()
 			for _, c := range r.conns {
 				if c != nil {
 					r.closeConn(c)
@@ -490,6 +513,12 @@ func (r *Reader) ack(c *conn, now int64) {
 		c.attached = true
 		r.attached.Add(1)
 		r.lastAtt.Store(now)
+		if c.start != 0 {
+			r.attachHist.RecordValue(min(max((now-c.start)/1000, 1), r.attachHist.HighestTrackableValue()))
+		}
+		if c.fl != nil {
+			r.attachedCycle(c, now)
+		}
 	}
 }
 
@@ -514,5 +543,8 @@ func (r *Reader) closeConn(c *conn) {
 	}
 	if c.sub.live == c {
 		c.sub.live = nil
+	}
+	if c.fl != nil {
+		r.lostCycle(c)
 	}
 }

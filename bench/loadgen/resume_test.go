@@ -2,11 +2,8 @@ package loadgen
 
 import (
 	"bytes"
-	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -134,34 +131,7 @@ func TestPeerRecover(t *testing.T) {
 // names a built cmd/edge binary (go build -o /tmp/edge ./cmd/edge from the
 // repository root).
 func TestEdgeResume(t *testing.T) {
-	bin := os.Getenv("FEEDGATE_EDGE")
-	if bin == "" {
-		t.Skip("FEEDGATE_EDGE not set")
-	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(bin, "-addr", addr, "-log-level", "warn")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get(fmt.Sprintf("http://%s/readyz", addr))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("edge not ready: %v", err)
-		}
-	}
+	addr := startEdge(t)
 	for _, f := range []string{"json", "msgpack"} {
 		t.Run(f, func(t *testing.T) { resumeRoundTrip(t, Target{Name: "ours-" + f, Kind: Ours, Addr: addr, Format: f}) })
 	}
