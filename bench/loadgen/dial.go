@@ -21,6 +21,10 @@ import (
 // 19k idle connections plus a 10k reconnect storm in the same run.
 const srcAddrs = 16
 
+// SourceAddrs is how many loopback source addresses (127.0.0.10 on)
+// connections rotate over.
+const SourceAddrs = srcAddrs
+
 var srcCounter atomic.Uint64
 
 // nextSource returns the next loopback source address.

@@ -10,13 +10,13 @@ import (
 // IdleParams: many subscribed connections that receive nothing.
 type IdleParams struct {
 	Connections int     `json:"connections"`
-	Channels    int     `json:"channels"` // connection i attaches to channel i mod channels
-	Concurrency int     `json:"dials_in_flight"`
-	SettleSec   float64 `json:"settle_sec"` // wait before reading memory
+	Channels    int     `json:"channels"`        // connection i attaches to channel i mod channels
+	Concurrency int     `json:"dials_in_flight"` // epoll dialer (loadgen.Connect)
+	SettleSec   float64 `json:"settle_sec"`      // wait before reading memory
 }
 
 func idleParams(quick bool) IdleParams {
-	p := IdleParams{Connections: 19000, Channels: 100, Concurrency: 64, SettleSec: 2}
+	p := IdleParams{Connections: 19000, Channels: 100, Concurrency: 512, SettleSec: 2}
 	if quick {
 		p.Connections, p.SettleSec = 3000, 1
 	}
@@ -27,7 +27,7 @@ func (s *Suite) idle() *ScenarioResult {
 	p := idleParams(s.opt.Quick)
 	sr := s.section("idle", p)
 	for _, server := range s.servers(sr, "ours", "peer") {
-		sr.Runs = append(sr.Runs, s.idleRun(server, p))
+		sr.Runs = append(sr.Runs, s.idleRun(server, p, sr))
 	}
 	get := func(f func(*IdleFig) float64) func(*RunResult) (float64, bool) {
 		return func(r *RunResult) (float64, bool) {
@@ -46,11 +46,14 @@ func (s *Suite) idle() *ScenarioResult {
 		{"Go heap per connection KB", get(func(f *IdleFig) float64 { return f.HeapPerConnKB })},
 		{"server CPU % while connecting", get(func(f *IdleFig) float64 { return f.ServerCPUPct })},
 		{"generator CPU % while connecting", get(func(f *IdleFig) float64 { return f.GenCPUPct })},
+		{"dial errors", get(func(f *IdleFig) float64 { return float64(f.DialErrors) })},
+		{"time to attached p50 ms while connecting", get(func(f *IdleFig) float64 { return f.AttachP50Ms })},
+		{"time to attached p99 ms while connecting", get(func(f *IdleFig) float64 { return f.AttachP99Ms })},
 	}))
 	return sr
 }
 
-func (s *Suite) idleRun(server string, p IdleParams) *RunResult {
+func (s *Suite) idleRun(server string, p IdleParams, sr *ScenarioResult) *RunResult {
 	run := &RunResult{Server: server, Target: server}
 	proc, t, err := s.start(server, "json", nil, nil)
 	if err != nil {
@@ -75,7 +78,8 @@ func (s *Suite) idleRun(server string, p IdleParams) *RunResult {
 	cr := loadgen.Connect(l.r, subs, channels, p.Concurrency, int64(p.Connections), connectTimeout(p.Connections))
 	wall := time.Since(t0).Seconds()
 	f := &IdleFig{Conns: cr.Attached, ConnPerSec: float64(cr.Attached) / cr.Elapsed.Seconds(),
-		ServerCPUPct: 100 * (proc.CPUTime() - cpu0).Seconds() / wall, GenCPUPct: 100 * (cpuSelf() - gen0) / wall}
+		ServerCPUPct: 100 * (proc.CPUTime() - cpu0).Seconds() / wall, GenCPUPct: 100 * (cpuSelf() - gen0) / wall,
+		DialErrors: int64(cr.Failed), AttachP50Ms: cr.AttachP50Ms, AttachP99Ms: cr.AttachP99Ms}
 	run.Connect = &cr
 	run.ConnPerSec = f.ConnPerSec
 	time.Sleep(secs(p.SettleSec))
@@ -92,7 +96,11 @@ func (s *Suite) idleRun(server string, p IdleParams) *RunResult {
 	if cr.Attached < int64(p.Connections) {
 		run.Error = fmt.Sprintf("only %d of %d connections attached: %s", cr.Attached, p.Connections, cr.FirstErr)
 	}
-	s.printf("idle %s: %d conns at %.0f/s, RSS %.1f -> %.1f MB (%.1f KB/conn), heap %.1f KB/conn, srvCPU=%.0f%% genCPU=%.0f%%\n",
-		t.Name, f.Conns, f.ConnPerSec, f.RSSBeforeMB, f.RSSAfterMB, f.RSSPerConnKB, f.HeapPerConnKB, f.ServerCPUPct, f.GenCPUPct)
+	s.printf("idle %s: %d conns at %.0f/s (dial errors %d%s, attached p50 %.1f ms p99 %.1f ms), RSS %.1f -> %.1f MB (%.1f KB/conn), heap %.1f KB/conn, srvCPU=%.0f%% genCPU=%.0f%%\n",
+		t.Name, f.Conns, f.ConnPerSec, f.DialErrors, errorKinds(cr.Errors), f.AttachP50Ms, f.AttachP99Ms,
+		f.RSSBeforeMB, f.RSSAfterMB, f.RSSPerConnKB, f.HeapPerConnKB, f.ServerCPUPct, f.GenCPUPct)
+	if f.GenCPUPct >= 90 {
+		s.note(sr, "%s: the generator used %.0f%% of its core while connecting: connections/s may measure the generator, not the server", t.Name, f.GenCPUPct)
+	}
 	return run
 }

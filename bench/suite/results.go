@@ -42,6 +42,7 @@ type RunResult struct {
 	Steps      []Step                 `json:"steps,omitempty"`
 	Idle       *IdleFig               `json:"idle,omitempty"`
 	Storm      *StormFig              `json:"storm,omitempty"`
+	ConnRate   *ConnRateFig           `json:"connect_rate,omitempty"`
 	Error      string                 `json:"error,omitempty"`
 }
 
@@ -90,6 +91,9 @@ type IdleFig struct {
 	ConnPerSec    float64 `json:"connections_per_sec"`
 	ServerCPUPct  float64 `json:"server_cpu_pct_while_connecting"`
 	GenCPUPct     float64 `json:"gen_cpu_pct_while_connecting"`
+	DialErrors    int64   `json:"dial_errors"`
+	AttachP50Ms   float64 `json:"attach_p50_ms_while_connecting"` // dial start to attached reply
+	AttachP99Ms   float64 `json:"attach_p99_ms_while_connecting"`
 }
 
 // StormFig is the reconnect-storm scenario's figure.

@@ -18,7 +18,7 @@ type Options struct {
 	Name       string   // results go to OutRoot/Name
 	OutRoot    string   // e.g. bench/results
 	Quick      bool     // short windows, smaller counts (about two minutes in all)
-	Scenarios  []string // fanout, oddsfeed, idle, reconnect-storm, cross-edge
+	Scenarios  []string // fanout, oddsfeed, idle, connect-rate, reconnect-storm, cross-edge
 	Targets    []string // ours, peer, ceiling (empty: all available)
 	Profile    bool     // capture CPU and allocation profiles at the fanout knee
 	BenchDir   string   // the bench module's directory
@@ -28,7 +28,7 @@ type Options struct {
 }
 
 // AllScenarios lists the scenarios in the order "all" runs them.
-var AllScenarios = []string{"fanout", "oddsfeed", "idle", "reconnect-storm", "cross-edge"}
+var AllScenarios = []string{"fanout", "oddsfeed", "idle", "connect-rate", "reconnect-storm", "cross-edge"}
 
 // Suite is one run of the scenarios.
 type Suite struct {
@@ -67,6 +67,8 @@ func Run(opt Options) error {
 			sr = s.oddsfeed()
 		case "idle":
 			sr = s.idle()
+		case "connect-rate":
+			sr = s.connRate()
 		case "reconnect-storm":
 			sr = s.storm()
 		case "cross-edge":
