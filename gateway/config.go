@@ -52,10 +52,28 @@ type Config struct {
 
 	// Authorizer decides what clients may do. Required.
 	Authorizer Authorizer
+	// Observer, if set, is told the latencies worth a histogram (see
+	// Observer). Nil costs nothing.
+	Observer Observer
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+}
+
+// Observer receives per-message timings, for latency histograms. Its
+// methods are called once per message (never per subscriber), on the
+// publish and delivery paths: they must be cheap and must not block.
+type Observer interface {
+	// Published: a publish (WebSocket or HTTP) was answered d after it was
+	// handed to the backbone; err is nil when it was acknowledged.
+	Published(d time.Duration, err error)
+	// Delivered: a message from the backbone was queued to this edge's
+	// subscribers of its channel. lag is how long after its origin edge
+	// accepted it the message reached this edge's fan-out (across edges it
+	// includes the backbone and any clock difference between the hosts);
+	// fanout is how long queueing it to all of them took.
+	Delivered(lag, fanout time.Duration, subscribers int)
 }
 
 func (c *Config) setDefaults() error {

@@ -59,9 +59,10 @@ func (h *hub) get(name string, create bool) *channel {
 // deliver records m in its channel's history and fans it out: encoded at
 // most once per wire format, as a complete WebSocket frame whose bytes are
 // shared by every subscriber. It never blocks on a subscriber.
-func (h *hub) deliver(m *codec.Message) {
+func (h *hub) deliver(m *codec.Message) int {
 	n := h.get(m.Channel, true).deliver(m)
 	h.delivered.Add(uint64(n))
+	return n
 }
 
 // sweep drops expired history, and forgets channels that have had no

@@ -128,7 +128,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // deliver is the backbone's DeliverFunc.
-func (s *Server) deliver(m *codec.Message) { s.hub.deliver(m) }
+func (s *Server) deliver(m *codec.Message) {
+	obs := s.cfg.Observer
+	if obs == nil {
+		s.hub.deliver(m)
+		return
+	}
+	start := s.cfg.Now()
+	n := s.hub.deliver(m)
+	obs.Delivered(start.Sub(time.UnixMilli(m.Time)), s.cfg.Now().Sub(start), n)
+}
 
 func logEncode(log *slog.Logger) func(*codec.Message, codec.Format, error) {
 	return func(m *codec.Message, f codec.Format, err error) {
@@ -144,6 +153,14 @@ func (s *Server) publish(m *codec.Message, done func(id string, err error)) {
 	}
 	m.Time = s.cfg.Now().UnixMilli()
 	id := m.ID
+	if obs := s.cfg.Observer; obs != nil {
+		start := s.cfg.Now()
+		s.bb.Publish(m, func(err error) {
+			obs.Published(s.cfg.Now().Sub(start), err)
+			done(id, err)
+		})
+		return
+	}
 	s.bb.Publish(m, func(err error) { done(id, err) })
 }
 

@@ -116,8 +116,20 @@ func run() error {
 	if authz.OpenPublish() {
 		log.Warn("no API keys configured: anyone may publish (set EDGE_API_KEYS in production)")
 	}
+	var mx *metrics
+	if o.metricsAddr != "" {
+		if mx, err = newMetrics(); err != nil {
+			return err
+		}
+		defer mx.mp.Shutdown(context.Background())
+	}
+	var observer gateway.Observer
+	if mx != nil {
+		observer = mx
+	}
 	srv, err := gateway.New(gateway.Config{
 		Authorizer:        authz,
+		Observer:          observer,
 		Logger:            log,
 		HeartbeatInterval: o.heartbeat,
 		SendQueueBytes:    o.sendQueue,
@@ -129,14 +141,12 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if o.metricsAddr != "" {
-		h, stopMetrics, err := newMetrics(srv, bb)
-		if err != nil {
+	if mx != nil {
+		if err := mx.observe(srv, bb); err != nil {
 			return err
 		}
-		defer stopMetrics(context.Background())
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", h)
+		mux.Handle("/metrics", mx.handler())
 		mln, err := net.Listen("tcp", o.metricsAddr)
 		if err != nil {
 			return fmt.Errorf("-metrics-addr: %w", err)

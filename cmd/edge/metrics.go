@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -17,19 +19,84 @@ import (
 // statsSource is what both backbones report.
 type statsSource interface{ Stats() *backbone.Stats }
 
-// newMetrics exposes the gateway's and the backbone's counters as
-// OpenTelemetry instruments, exported for Prometheus. The instruments are
-// observed at scrape time from counters the hot path keeps anyway: metrics
-// cost nothing per message.
-func newMetrics(srv *gateway.Server, bb statsSource) (http.Handler, func(context.Context) error, error) {
+// metrics exposes the gateway's and the backbone's counters as
+// OpenTelemetry instruments, exported for Prometheus, plus three latency
+// histograms recorded once per message. The counters are observed at scrape
+// time from counters the hot path keeps anyway.
+type metrics struct {
+	reg      *prometheus.Registry
+	mp       *sdkmetric.MeterProvider
+	m        metric.Meter
+	publish  metric.Float64Histogram
+	lag      metric.Float64Histogram
+	fanout   metric.Float64Histogram
+	acked    metric.MeasurementOption
+	refused  metric.MeasurementOption
+	noAttrs  metric.MeasurementOption
+	fanSizes []metric.MeasurementOption
+}
+
+// latencyBuckets (seconds) resolve what matters for odds: single
+// milliseconds up to the seconds of an outage.
+var latencyBuckets = []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10}
+
+func newMetrics() (*metrics, error) {
 	reg := prometheus.NewRegistry()
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
-	m := mp.Meter("github.com/feedgate/feedgate")
+	x := &metrics{reg: reg, mp: mp, m: mp.Meter("github.com/feedgate/feedgate")}
+	hist := func(name, desc string) metric.Float64Histogram {
+		h, _ := x.m.Float64Histogram(name, metric.WithDescription(desc), metric.WithUnit("s"),
+			metric.WithExplicitBucketBoundaries(latencyBuckets...))
+		return h
+	}
+	x.publish = hist("feedgate.publish.duration", "From a publish reaching the backbone to its ack or nack (outcome=acked|refused).")
+	x.lag = hist("feedgate.delivery.lag", "From the origin edge accepting a message to this edge starting its fan-out (across edges: the backbone plus clock difference).")
+	x.fanout = hist("feedgate.fanout.duration", "Time to queue one message to all of this edge's subscribers of its channel (by subscribers bucket).")
+	x.acked = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "acked")))
+	x.refused = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "refused")))
+	x.noAttrs = metric.WithAttributeSet(attribute.NewSet())
+	for _, b := range fanoutSizeBuckets {
+		x.fanSizes = append(x.fanSizes, metric.WithAttributeSet(attribute.NewSet(attribute.String("subscribers", b.label))))
+	}
+	return x, nil
+}
 
+// fanoutSizeBuckets label the fan-out histogram by audience size (a bounded
+// set of labels, unlike the channel name).
+var fanoutSizeBuckets = []struct {
+	max   int
+	label string
+}{{0, "0"}, {10, "1-10"}, {100, "11-100"}, {1000, "101-1000"}, {10000, "1001-10000"}, {int(^uint(0) >> 1), "10001+"}}
+
+// Published implements gateway.Observer.
+func (x *metrics) Published(d time.Duration, err error) {
+	opt := x.acked
+	if err != nil {
+		opt = x.refused
+	}
+	x.publish.Record(context.Background(), d.Seconds(), opt)
+}
+
+// Delivered implements gateway.Observer.
+func (x *metrics) Delivered(lag, fanout time.Duration, subscribers int) {
+	ctx := context.Background()
+	x.lag.Record(ctx, max(lag, 0).Seconds(), x.noAttrs)
+	i := 0
+	for subscribers > fanoutSizeBuckets[i].max {
+		i++
+	}
+	x.fanout.Record(ctx, fanout.Seconds(), x.fanSizes[i])
+}
+
+func (x *metrics) handler() http.Handler { return promhttp.HandlerFor(x.reg, promhttp.HandlerOpts{}) }
+
+// observe registers the counters of srv and bb.
+func (x *metrics) observe(srv *gateway.Server, bb statsSource) error {
+	m := x.m
 	gauge := func(name, desc string) metric.Int64ObservableGauge {
 		g, _ := m.Int64ObservableGauge(name, metric.WithDescription(desc))
 		return g
@@ -54,7 +121,7 @@ func newMetrics(srv *gateway.Server, bb statsSource) (http.Handler, func(context
 		bbReorder  = counter("feedgate.backbone.reorders", "Messages that arrived behind a later one of their origin.")
 		bbBad      = counter("feedgate.backbone.malformed", "Backbone messages that failed to decode.")
 	)
-	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	_, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		st := srv.Stats()
 		o.ObserveInt64(conns, st.Connections)
 		o.ObserveInt64(deliveries, int64(st.Delivered))
@@ -73,8 +140,5 @@ func newMetrics(srv *gateway.Server, bb statsSource) (http.Handler, func(context
 		o.ObserveInt64(bbBad, int64(b.Malformed.Load()))
 		return nil
 	}, conns, deliveries, slow, bad, idle, stuck, bbIn, bbDup, bbPub, bbPubErr, bbRetry, bbGaps, bbReorder, bbBad)
-	if err != nil {
-		return nil, nil, err
-	}
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), mp.Shutdown, nil
+	return err
 }

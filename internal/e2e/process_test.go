@@ -128,7 +128,8 @@ func TestTwoEdgeProcesses(t *testing.T) {
 	}
 }
 
-// TestMetrics: the edge process exports its counters for Prometheus.
+// TestMetrics: the edge process exports its counters and latency histograms
+// for Prometheus.
 func TestMetrics(t *testing.T) {
 	p := mustStartEdgeProc(t, mustBuildEdge(t), nil)
 	api := "http://" + p.url[len("ws://"):]
@@ -145,7 +146,12 @@ func TestMetrics(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{"feedgate_backbone_published_total 3", "feedgate_connections ", "feedgate_backbone_gaps_total 0"} {
+	for _, want := range []string{"feedgate_backbone_published_total 3", "feedgate_connections ", "feedgate_backbone_gaps_total 0",
+		// The latency histograms, one observation per message.
+		`feedgate_publish_duration_seconds_count{outcome="acked"} 3`,
+		"feedgate_delivery_lag_seconds_count 3",
+		`feedgate_fanout_duration_seconds_count{subscribers="0"} 3`,
+		`feedgate_publish_duration_seconds_bucket{outcome="acked",le="10"} 3`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q:\n%s", want, body)
 		}
