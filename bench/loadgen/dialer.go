@@ -149,7 +149,7 @@ type nextDial struct {
 
 // dialJob is one batch of epoll dials, run on the reader goroutine.
 type dialJob struct {
-	dst      unix.SockaddrInet4
+	dst      unix.RawSockaddrInet4
 	req      []byte
 	inFlight int
 	timeout  int64 // per dial, ns
@@ -199,10 +199,9 @@ type DialStats struct {
 
 // srcSockaddrs are the loopback source addresses of nextSource, as
 // sockaddrs.
-var srcSockaddrs = func() [srcAddrs]*unix.SockaddrInet4 {
-	var a [srcAddrs]*unix.SockaddrInet4
+var srcSockaddrs = func() (a [srcAddrs]unix.RawSockaddrInet4) {
 	for i := range a {
-		a[i] = &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, byte(10 + i)}}
+		a[i] = inet4([4]byte{127, 0, 0, byte(10 + i)}, 0)
 	}
 	return a
 }()
@@ -220,8 +219,7 @@ func newDialJob(t Target, inFlight int, timeout time.Duration) (*dialJob, error)
 	}
 	j := &dialJob{req: upgradeRequest(t.Addr, t.wsPath()), inFlight: max(inFlight, 1),
 		timeout: int64(timeout), done: make(chan struct{})}
-	j.dst.Port = p
-	copy(j.dst.Addr[:], net.ParseIP(host).To4())
+	j.dst = inet4([4]byte(net.ParseIP(host).To4()), p)
 	j.res.Errors = map[string]int64{}
 	return j, nil
 }
@@ -325,7 +323,7 @@ func (r *Reader) startDial(j *dialJob, nd nextDial) {
 	d.idx = len(j.flight)
 	j.flight = append(j.flight, d)
 
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := rawSocketTCP4()
 	if err != nil {
 		r.failDial(j, d, "socket: "+err.Error())
 		return
@@ -335,22 +333,22 @@ func (r *Reader) startDial(j *dialJob, nd nextDial) {
 		r.failDial(j, d, "socket: descriptor beyond the reader's table")
 		return
 	}
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+	if err := rawSetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
 		r.failDial(j, d, "setsockopt TCP_NODELAY: "+err.Error())
 		return
 	}
 	// The port is chosen at connect, by the whole 4-tuple, instead of at
 	// bind: a source address then reaches each server from every ephemeral
 	// port, and TIME_WAIT ports are reused on loopback (tcp_tw_reuse).
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1); err != nil {
+	if err := rawSetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1); err != nil {
 		r.failDial(j, d, "setsockopt IP_BIND_ADDRESS_NO_PORT: "+err.Error())
 		return
 	}
-	if err := unix.Bind(fd, srcSockaddrs[srcCounter.Add(1)%srcAddrs]); err != nil {
+	if err := rawBind(fd, &srcSockaddrs[srcCounter.Add(1)%srcAddrs]); err != nil {
 		r.failDial(j, d, "bind: "+err.Error())
 		return
 	}
-	if err := unix.Connect(fd, &j.dst); err != nil && err != unix.EINPROGRESS {
+	if err := rawConnect(fd, &j.dst); err != nil && err != unix.EINPROGRESS {
 		r.failDial(j, d, "connect: "+err.Error())
 		return
 	}
@@ -363,7 +361,7 @@ func (r *Reader) startDial(j *dialJob, nd nextDial) {
 		events = unix.EPOLLOUT
 	}
 	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
-	if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := rawEpollCtl(r.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		r.failDial(j, d, "epoll_ctl: "+err.Error())
 	}
 }
@@ -372,7 +370,7 @@ func (r *Reader) startDial(j *dialJob, nd nextDial) {
 // when the dial failed.
 func (r *Reader) sendRequest(j *dialJob, d *dial) bool {
 	for d.sent < len(j.req) {
-		n, err := unix.Write(d.fd, j.req[d.sent:])
+		n, err := rawWrite(d.fd, j.req[d.sent:])
 		if err == unix.EAGAIN || err == unix.EINTR {
 			d.state = dsConnecting
 			return true
@@ -391,7 +389,7 @@ func (r *Reader) sendRequest(j *dialJob, d *dial) bool {
 func (r *Reader) dialEvent(d *dial, events uint32) {
 	j := r.job
 	if j == nil { // cannot happen: a job ends only with nothing in flight
-		unix.Close(d.fd)
+		rawClose(d.fd)
 		r.dials[d.fd] = nil
 		return
 	}
@@ -409,7 +407,7 @@ func (r *Reader) dialEvent(d *dial, events uint32) {
 			return
 		}
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(d.fd)}
-		if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_MOD, d.fd, &ev); err != nil {
+		if err := rawEpollCtl(r.epfd, unix.EPOLL_CTL_MOD, d.fd, &ev); err != nil {
 			r.failDial(j, d, "epoll_ctl: "+err.Error())
 		}
 	case dsUpgrading:
@@ -422,7 +420,7 @@ func (r *Reader) dialEvent(d *dial, events uint32) {
 // one of the reader's connections, with any bytes that followed the headers
 // as its first input.
 func (r *Reader) readUpgrade(j *dialJob, d *dial) {
-	n, err := unix.Read(d.fd, r.buf)
+	n, err := rawRead(d.fd, r.buf)
 	if err == unix.EAGAIN || err == unix.EINTR {
 		return
 	}
@@ -452,7 +450,7 @@ func (r *Reader) readUpgrade(j *dialJob, d *dial) {
 	}
 	if len(d.hello) > 0 {
 		// A new socket's send buffer (16 KB or more) takes the hello whole.
-		if k, err := unix.Write(d.fd, d.hello); err != nil || k != len(d.hello) {
+		if k, err := rawWrite(d.fd, d.hello); err != nil || k != len(d.hello) {
 			msg := "hello: short write"
 			if err != nil {
 				msg = "hello: " + err.Error()
@@ -488,7 +486,7 @@ func (r *Reader) failDial(j *dialJob, d *dial, reason string) {
 		if d.fd < maxFD {
 			r.dials[d.fd] = nil
 		}
-		unix.Close(d.fd)
+		rawClose(d.fd)
 	}
 	j.finish(d)
 }

@@ -240,7 +240,7 @@ func (r *Reader) loop() {
 }
 
 func (r *Reader) readConn(c *conn) {
-	n, err := unix.Read(c.fd, r.buf)
+	n, err := rawRead(c.fd, r.buf)
 	if err == unix.EAGAIN || err == unix.EINTR {
 		return
 	}
@@ -525,7 +525,7 @@ func (r *Reader) ack(c *conn, now int64) {
 // write sends a small control frame; a full socket buffer drops it (counted
 // as an error), which a heartbeat reply can afford.
 func (r *Reader) write(c *conn, b []byte) {
-	if n, err := unix.Write(c.fd, b); err != nil || n != len(b) {
+	if n, err := rawWrite(c.fd, b); err != nil || n != len(b) {
 		r.st.Errors++
 	}
 }
@@ -535,7 +535,7 @@ func (r *Reader) closeConn(c *conn) {
 		return
 	}
 	c.dead = true
-	unix.Close(c.fd) // also removes it from the epoll set
+	rawClose(c.fd) // also removes it from the epoll set
 	r.conns[c.fd] = nil
 	r.open.Add(-1)
 	if c.attached {
