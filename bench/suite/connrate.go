@@ -59,6 +59,8 @@ func (s *Suite) connRate() *ScenarioResult {
 		{"server CPU %", get(func(f *ConnRateFig) float64 { return f.ServerCPUPct })},
 		{"generator CPU %", get(func(f *ConnRateFig) float64 { return f.GenCPUPct })},
 		{"softirq CPU % (loopback TCP)", get(func(f *ConnRateFig) float64 { return f.SoftIRQPct })},
+		{"server's core busy %", get(func(f *ConnRateFig) float64 { return f.ServerCoreBusyPct })},
+		{"generator's core busy %", get(func(f *ConnRateFig) float64 { return f.GenCoreBusyPct })},
 		{"other processes CPU % (noise)", get(func(f *ConnRateFig) float64 { return f.OtherCPUPct })},
 		{"server RSS MB after", get(func(f *ConnRateFig) float64 { return f.ServerRSSMB })},
 	}))
@@ -68,12 +70,16 @@ func (s *Suite) connRate() *ScenarioResult {
 // ConnRateFig is the connect-rate scenario's figure.
 type ConnRateFig struct {
 	loadgen.RateResult
-	ServerCPUPct float64      `json:"server_cpu_pct"`
-	GenCPUPct    float64      `json:"gen_cpu_pct"`
-	SoftIRQPct   float64      `json:"softirq_cpu_pct"`
-	OtherCPUPct  float64      `json:"other_cpu_pct"`
-	ServerRSSMB  float64      `json:"server_rss_mb"`
-	CDF          [][2]float64 `json:"attach_cdf"` // (time to attached ms, percentile)
+	ServerCPUPct float64 `json:"server_cpu_pct"`
+	GenCPUPct    float64 `json:"gen_cpu_pct"`
+	SoftIRQPct   float64 `json:"softirq_cpu_pct"`
+	// Busy time of the server's core and of the generator's (all others),
+	// soft interrupts included, from /proc/stat; pinned runs only.
+	ServerCoreBusyPct float64      `json:"server_core_busy_pct,omitempty"`
+	GenCoreBusyPct    float64      `json:"gen_core_busy_pct,omitempty"`
+	OtherCPUPct       float64      `json:"other_cpu_pct"`
+	ServerRSSMB       float64      `json:"server_rss_mb"`
+	CDF               [][2]float64 `json:"attach_cdf"` // (time to attached ms, percentile)
 }
 
 func (s *Suite) connRateRun(server string, p ConnRateParams, sr *ScenarioResult) *RunResult {
@@ -100,14 +106,17 @@ func (s *Suite) connRateRun(server string, p ConnRateParams, sr *ScenarioResult)
 	// as the dialer starts and stops opening connections.
 	var cpu0, cpu1 time.Duration
 	var gen0, gen1, all0, all1, irq0, irq1 float64
+	var core0, core1 []float64
 	mark := func(end bool) {
 		if !end {
+			core0 = coreBusy()
 			all0, irq0 = cpuStat()
 			cpu0, gen0 = proc.CPUTime(), cpuSelf()
 			return
 		}
 		cpu1, gen1 = proc.CPUTime(), cpuSelf()
 		all1, irq1 = cpuStat()
+		core1 = coreBusy()
 	}
 	rr := loadgen.ConnectRate(l.r, loadgen.RateOptions{Channels: channels, InFlight: p.InFlight,
 		Window: secs(p.WindowSec), DialTimeout: secs(p.DialTimeout), Mark: mark})
@@ -117,6 +126,10 @@ func (s *Suite) connRateRun(server string, p ConnRateParams, sr *ScenarioResult)
 		f.ServerCPUPct, f.GenCPUPct = 100*srv/w, 100*gen/w
 		f.SoftIRQPct = 100 * (irq1 - irq0) / w
 		f.OtherCPUPct = 100 * max(all1-all0-srv-gen, 0) / w
+		if s.opt.ServerCore >= 0 {
+			sc, gc := coreSplit(core0, core1, s.opt.ServerCore)
+			f.ServerCoreBusyPct, f.GenCoreBusyPct = 100*sc/w, 100*gc/w
+		}
 	}
 	if rr.Hist != nil && rr.Hist.TotalCount() > 0 {
 		var st Step
@@ -128,11 +141,11 @@ func (s *Suite) connRateRun(server string, p ConnRateParams, sr *ScenarioResult)
 	if rr.InWindow == 0 {
 		run.Error = "no connection subscribed: " + rr.FirstErr
 	}
-	s.printf("connect-rate %s: %d subscribed in %.2fs = %.0f/s (%d started, %d after the window), time to attached p50 %.2f ms p99 %.2f ms max %.0f ms, dial errors %d%s, srvCPU=%.0f%% genCPU=%.0f%% softirq=%.0f%% otherCPU=%.0f%%\n",
+	s.printf("connect-rate %s: %d subscribed in %.2fs = %.0f/s (%d started, %d after the window), time to attached p50 %.2f ms p99 %.2f ms max %.0f ms, dial errors %d%s, srvCPU=%.0f%% genCPU=%.0f%% softirq=%.0f%% otherCPU=%.0f%% busy: server core %.0f%%, generator core %.0f%%\n",
 		t.Name, rr.InWindow, rr.WindowSec, rr.PerSec, rr.Started, rr.Attached-rr.InWindow, rr.P50, rr.P99, rr.Max,
-		rr.Failed, errorKinds(rr.Errors), f.ServerCPUPct, f.GenCPUPct, f.SoftIRQPct, f.OtherCPUPct)
-	if f.GenCPUPct >= 90 {
-		s.note(sr, "%s: the generator used %.0f%% of its core: the rate may measure the generator, not the server", t.Name, f.GenCPUPct)
+		rr.Failed, errorKinds(rr.Errors), f.ServerCPUPct, f.GenCPUPct, f.SoftIRQPct, f.OtherCPUPct, f.ServerCoreBusyPct, f.GenCoreBusyPct)
+	if f.GenCPUPct >= 90 || f.GenCoreBusyPct >= 90 {
+		s.note(sr, "%s: the generator used %.0f%% of its core (busy %.0f%% with soft interrupts): the rate may measure the generator, not the server", t.Name, f.GenCPUPct, f.GenCoreBusyPct)
 	}
 	if f.OtherCPUPct > noiseCPU {
 		s.printf("warning: connect-rate %s: %.0f%% of a core went to other processes during the window: the machine was not quiet\n", t.Name, f.OtherCPUPct)

@@ -46,6 +46,8 @@ func (s *Suite) idle() *ScenarioResult {
 		{"Go heap per connection KB", get(func(f *IdleFig) float64 { return f.HeapPerConnKB })},
 		{"server CPU % while connecting", get(func(f *IdleFig) float64 { return f.ServerCPUPct })},
 		{"generator CPU % while connecting", get(func(f *IdleFig) float64 { return f.GenCPUPct })},
+		{"server's core busy % while connecting", get(func(f *IdleFig) float64 { return f.ServerCoreBusyPct })},
+		{"generator's core busy % while connecting", get(func(f *IdleFig) float64 { return f.GenCoreBusyPct })},
 		{"dial errors", get(func(f *IdleFig) float64 { return float64(f.DialErrors) })},
 		{"time to attached p50 ms while connecting", get(func(f *IdleFig) float64 { return f.AttachP50Ms })},
 		{"time to attached p99 ms while connecting", get(func(f *IdleFig) float64 { return f.AttachP99Ms })},
@@ -74,12 +76,18 @@ func (s *Suite) idleRun(server string, p IdleParams, sr *ScenarioResult) *RunRes
 		s.printf("warning: idle %s: other processes use %.0f%% of a core: the machine is not quiet\n", t.Name, other)
 	}
 	heap0, hasHeap := proc.GoHeap()
+	core0 := coreBusy()
 	rss0, cpu0, gen0, t0 := proc.RSS(), proc.CPUTime(), cpuSelf(), time.Now()
 	cr := loadgen.Connect(l.r, subs, channels, p.Concurrency, int64(p.Connections), connectTimeout(p.Connections))
 	wall := time.Since(t0).Seconds()
+	core1 := coreBusy()
 	f := &IdleFig{Conns: cr.Attached, ConnPerSec: float64(cr.Attached) / cr.Elapsed.Seconds(),
 		ServerCPUPct: 100 * (proc.CPUTime() - cpu0).Seconds() / wall, GenCPUPct: 100 * (cpuSelf() - gen0) / wall,
 		DialErrors: int64(cr.Failed), AttachP50Ms: cr.AttachP50Ms, AttachP99Ms: cr.AttachP99Ms}
+	if s.opt.ServerCore >= 0 {
+		sc, gc := coreSplit(core0, core1, s.opt.ServerCore)
+		f.ServerCoreBusyPct, f.GenCoreBusyPct = 100*sc/wall, 100*gc/wall
+	}
 	run.Connect = &cr
 	run.ConnPerSec = f.ConnPerSec
 	time.Sleep(secs(p.SettleSec))
@@ -96,11 +104,11 @@ func (s *Suite) idleRun(server string, p IdleParams, sr *ScenarioResult) *RunRes
 	if cr.Attached < int64(p.Connections) {
 		run.Error = fmt.Sprintf("only %d of %d connections attached: %s", cr.Attached, p.Connections, cr.FirstErr)
 	}
-	s.printf("idle %s: %d conns at %.0f/s (dial errors %d%s, attached p50 %.1f ms p99 %.1f ms), RSS %.1f -> %.1f MB (%.1f KB/conn), heap %.1f KB/conn, srvCPU=%.0f%% genCPU=%.0f%%\n",
+	s.printf("idle %s: %d conns at %.0f/s (dial errors %d%s, attached p50 %.1f ms p99 %.1f ms), RSS %.1f -> %.1f MB (%.1f KB/conn), heap %.1f KB/conn, srvCPU=%.0f%% genCPU=%.0f%% busy: server core %.0f%%, generator core %.0f%%\n",
 		t.Name, f.Conns, f.ConnPerSec, f.DialErrors, errorKinds(cr.Errors), f.AttachP50Ms, f.AttachP99Ms,
-		f.RSSBeforeMB, f.RSSAfterMB, f.RSSPerConnKB, f.HeapPerConnKB, f.ServerCPUPct, f.GenCPUPct)
-	if f.GenCPUPct >= 90 {
-		s.note(sr, "%s: the generator used %.0f%% of its core while connecting: connections/s may measure the generator, not the server", t.Name, f.GenCPUPct)
+		f.RSSBeforeMB, f.RSSAfterMB, f.RSSPerConnKB, f.HeapPerConnKB, f.ServerCPUPct, f.GenCPUPct, f.ServerCoreBusyPct, f.GenCoreBusyPct)
+	if f.GenCPUPct >= 90 || f.GenCoreBusyPct >= 90 {
+		s.note(sr, "%s: the generator used %.0f%% of its core while connecting (busy %.0f%% with soft interrupts): connections/s may measure the generator, not the server", t.Name, f.GenCPUPct, f.GenCoreBusyPct)
 	}
 	return run
 }

@@ -97,3 +97,44 @@ func waitQuiet(known func() float64, max time.Duration) float64 {
 		}
 	}
 }
+
+// coreBusy returns, per CPU from /proc/stat's cpuN lines, the time it
+// spent busy (user, nice, system, irq, softirq) in seconds: unlike a
+// process's own times it includes the soft interrupts that ran on the core,
+// where much of the loopback's TCP work lands.
+func coreBusy() []float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return nil
+	}
+	var out []float64
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
+		}
+		n, err := strconv.Atoi(f[0][3:])
+		if err != nil || n < 0 || n > 4096 {
+			continue
+		}
+		for len(out) <= n {
+			out = append(out, 0)
+		}
+		v := func(i int) float64 { x, _ := strconv.ParseInt(f[i], 10, 64); return float64(x) / clkTck }
+		out[n] = v(1) + v(2) + v(3) + v(6) + v(7)
+	}
+	return out
+}
+
+// coreSplit returns the busy seconds between two coreBusy readings of the
+// server's core and of all the other cores (the generator's) together.
+func coreSplit(a, b []float64, serverCore int) (server, others float64) {
+	for i := range min(len(a), len(b)) {
+		if i == serverCore {
+			server += b[i] - a[i]
+		} else {
+			others += b[i] - a[i]
+		}
+	}
+	return server, others
+}

@@ -92,8 +92,12 @@ type IdleFig struct {
 	ServerCPUPct  float64 `json:"server_cpu_pct_while_connecting"`
 	GenCPUPct     float64 `json:"gen_cpu_pct_while_connecting"`
 	DialErrors    int64   `json:"dial_errors"`
-	AttachP50Ms   float64 `json:"attach_p50_ms_while_connecting"` // dial start to attached reply
-	AttachP99Ms   float64 `json:"attach_p99_ms_while_connecting"`
+	// Busy time (soft interrupts included) of the server's core and the
+	// generator's, from /proc/stat; pinned runs only.
+	ServerCoreBusyPct float64 `json:"server_core_busy_pct_while_connecting,omitempty"`
+	GenCoreBusyPct    float64 `json:"gen_core_busy_pct_while_connecting,omitempty"`
+	AttachP50Ms       float64 `json:"attach_p50_ms_while_connecting"` // dial start to attached reply
+	AttachP99Ms       float64 `json:"attach_p99_ms_while_connecting"`
 }
 
 // StormFig is the reconnect-storm scenario's figure.
