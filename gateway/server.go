@@ -93,8 +93,12 @@ func New(cfg Config, bb Backbone) (*Server, error) {
 		CheckOrigin: func(*fasthttp.RequestCtx) bool { return true },
 	}
 	s.http = &fasthttp.Server{
-		Handler:            s.route,
-		Name:               "feedgate",
+		Handler: s.route,
+		Name:    "feedgate",
+		// ReduceMemoryUsage costs a one-byte read syscall per connection
+		// (fasthttp waits for the first byte without a buffer), but without
+		// it an idle WebSocket connection holds 4.6 KB more RSS (17.7
+		// against 13.1 KB, measured with 18,000).
 		ReduceMemoryUsage:  true,
 		ReadBufferSize:     4096,
 		MaxRequestBodySize: 4 << 20,
@@ -105,6 +109,15 @@ func New(cfg Config, bb Backbone) (*Server, error) {
 		Logger:             slogPrintf{cfg.Logger},
 	}
 	return s, nil
+}
+
+// Listen opens the TCP listener an edge serves on. Unlike net.Listen it
+// leaves TCP keep-alive off on accepted connections: the edge's heartbeats
+// and idle timeout already find dead clients, and the four setsockopt calls
+// per connection that keep-alive costs are a third of an accept's syscalls.
+func Listen(ctx context.Context, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(ctx, "tcp", addr)
 }
 
 // Serve starts the backbone's delivery and serves HTTP and WebSocket

@@ -166,7 +166,7 @@ func run() error {
 			}
 		}()
 	}
-	ln, err := net.Listen("tcp", o.addr)
+	ln, err := gateway.Listen(ctx, o.addr)
 	if err != nil {
 		return err
 	}

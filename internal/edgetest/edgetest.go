@@ -50,7 +50,7 @@ func MustStartEdge(tb testing.TB, cfg gateway.Config, bb gateway.Backbone) *Edge
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := gateway.Listen(context.Background(), "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
