@@ -12,6 +12,7 @@ import (
 // is unavailable, with the reason in the matching Why field.
 type Binaries struct {
 	Edge, Peer, Ceiling    string
+	Sink                   string // cmd/sink: the generator's yardstick for connection rates
 	EdgeWhy, CeilingWhy    string
 	EdgeHelp               string // output of edge -h, to see which flags exist
 	EdgeSource             string // commit the edge was built from, and whether the tree had changes
@@ -24,13 +25,18 @@ func (b *Binaries) EdgeHas(flag string) bool {
 		strings.Contains(b.EdgeHelp, "-"+flag+"=")
 }
 
-// Build compiles the peer (from benchDir), our edge (from the repository
-// root, benchDir/..) and the ceiling server (from ceilingDir) into tmp.
+// Build compiles the peer and the sink (from benchDir), our edge (from the
+// repository root, benchDir/..) and the ceiling server (from ceilingDir)
+// into tmp.
 func Build(benchDir, ceilingDir, tmp string) (*Binaries, error) {
 	b := &Binaries{RepoDir: filepath.Dir(benchDir), CeilingSrcDir: ceilingDir}
 	b.Peer = filepath.Join(tmp, "peer")
 	if out, err := goBuild(benchDir, b.Peer, "./cmd/peer"); err != nil {
 		return nil, fmt.Errorf("build peer: %v\n%s", err, out)
+	}
+	b.Sink = filepath.Join(tmp, "sink")
+	if out, err := goBuild(benchDir, b.Sink, "./cmd/sink"); err != nil {
+		return nil, fmt.Errorf("build sink: %v\n%s", err, out)
 	}
 	edge := filepath.Join(tmp, "edge")
 	if _, err := os.Stat(filepath.Join(b.RepoDir, "cmd", "edge")); err != nil {

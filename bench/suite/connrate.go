@@ -37,7 +37,7 @@ func connRateParams(quick bool) ConnRateParams {
 func (s *Suite) connRate() *ScenarioResult {
 	p := connRateParams(s.opt.Quick)
 	sr := s.section("connect-rate", p)
-	for _, server := range s.servers(sr, "ours", "peer") {
+	for _, server := range s.servers(sr, "ours", "peer", "sink") {
 		sr.Runs = append(sr.Runs, s.connRateRun(server, p, sr))
 	}
 	get := func(f func(*ConnRateFig) float64) func(*RunResult) (float64, bool) {

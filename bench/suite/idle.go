@@ -26,7 +26,7 @@ func idleParams(quick bool) IdleParams {
 func (s *Suite) idle() *ScenarioResult {
 	p := idleParams(s.opt.Quick)
 	sr := s.section("idle", p)
-	for _, server := range s.servers(sr, "ours", "peer") {
+	for _, server := range s.servers(sr, "ours", "peer", "sink") {
 		sr.Runs = append(sr.Runs, s.idleRun(server, p, sr))
 	}
 	get := func(f func(*IdleFig) float64) func(*RunResult) (float64, bool) {

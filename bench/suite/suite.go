@@ -19,7 +19,7 @@ type Options struct {
 	OutRoot    string   // e.g. bench/results
 	Quick      bool     // short windows, smaller counts (about two minutes in all)
 	Scenarios  []string // fanout, oddsfeed, idle, connect-rate, reconnect-storm, cross-edge
-	Targets    []string // ours, peer, ceiling (empty: all available)
+	Targets    []string // ours, peer, ceiling, sink (empty: all available)
 	Profile    bool     // capture CPU and allocation profiles at the fanout knee
 	BenchDir   string   // the bench module's directory
 	CeilingDir string   // shared/ceiling sources
@@ -203,6 +203,10 @@ func (s *Suite) startSpec(server, format string, extraArgs, env []string, wait t
 		spec.DebugAddr = FreeAddr()
 		spec.Args = []string{"-addr", addr, "-debug-addr", spec.DebugAddr}
 		t.Kind = loadgen.Peer
+	case "sink":
+		spec.Bin = s.bin.Sink
+		spec.Args = []string{"-addr", addr}
+		t.Kind, t.Format = loadgen.Ours, "json"
 	case "ceiling":
 		spec.Bin = s.bin.Ceiling
 		spec.Args = []string{"-addr", addr, "-mode", "coalesce"}

@@ -91,7 +91,7 @@ func stepFigures(pick func(*RunResult) *Step) []figure {
 }
 
 // compare builds a table of figs over runs, with a ratio column ours/X for
-// every run of ours against every peer and ceiling run.
+// every run of ours against every peer, ceiling and sink run.
 func compare(title string, runs []*RunResult, figs []figure) *table {
 	t := &table{title: title, cols: []string{"figure"}}
 	type pair struct{ a, b *RunResult }
@@ -104,7 +104,7 @@ func compare(title string, runs []*RunResult, figs []figure) *table {
 			continue
 		}
 		for _, b := range runs {
-			if b.Server == "peer" || b.Server == "ceiling" {
+			if b.Server == "peer" || b.Server == "ceiling" || b.Server == "sink" {
 				ratios = append(ratios, pair{a, b})
 				t.cols = append(t.cols, a.Target+"/"+b.Target)
 			}

@@ -29,7 +29,7 @@ func main() {
 	quick := flag.Bool("quick", false, "short windows and smaller counts (smoke test, about two minutes)")
 	name := flag.String("name", "", "results folder name under -out (default: quick or full)")
 	out := flag.String("out", "results", "results root folder")
-	targets := flag.String("targets", "", "comma-separated subset of ours,peer,ceiling (default: all available)")
+	targets := flag.String("targets", "", "comma-separated subset of ours,peer,ceiling,sink (default: all available)")
 	profile := flag.Bool("profile", false, "capture CPU and allocation profiles of each server at its fanout knee")
 	ceiling := flag.String("ceiling-dir", "../../shared/ceiling", "source folder of the ceiling server")
 	pin := flag.Bool("pin", true, "pin servers to CPU 0 and the generator to the other CPUs")
