@@ -224,14 +224,17 @@ func newDialJob(t Target, inFlight int, timeout time.Duration) (*dialJob, error)
 	return j, nil
 }
 
-// run hands j to the reader goroutine and waits until it finished.
+// run hands j to the reader goroutine and waits until it finished (a
+// stopping reader fails what is in flight).
 func (r *Reader) run(j *dialJob) DialStats {
-	r.Do(func() { r.jobs = append(r.jobs, j) })
-	select {
-	case <-j.done:
-	case <-r.done:
-		<-j.done // the loop aborts its jobs as it stops
+	queued := false
+	r.Do(func() { r.jobs, queued = append(r.jobs, j), true })
+	if !queued {
+		j.res.Failed, j.res.FirstErr = 1, "reader closed"
+		j.res.Errors["reader closed"] = 1
+		return j.res
 	}
+	<-j.done
 	return j.res
 }
 

@@ -363,3 +363,24 @@ func TestEdgeEpollDial(t *testing.T) {
 	}
 	t.Run("rate", func(t *testing.T) { checkRate(t, Target{Name: "ours-json", Kind: Ours, Addr: addr, Format: "json"}) })
 }
+
+// TestConnectClosedReader: dialling through a reader that was closed fails
+// at once instead of waiting for a loop that is gone.
+func TestConnectClosedReader(t *testing.T) {
+	s := newRawServer(t, false, 101)
+	r, err := NewReader(Target{Name: "raw", Kind: Ours, Addr: s.ln.Addr().String()}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	done := make(chan ConnectResult, 1)
+	go func() { done <- Connect(r, oneChannelSubs(3), []string{"c"}, 4, 3, 5*time.Second) }()
+	select {
+	case cr := <-done:
+		if cr.Attached != 0 || cr.FirstErr != "reader closed" {
+			t.Fatalf("%+v", cr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Connect on a closed reader did not return")
+	}
+}

@@ -114,7 +114,10 @@ func (r *Reader) Do(f func()) {
 	done := make(chan struct{})
 	select {
 	case r.reqs <- func() { f(); close(done) }:
-		<-done
+		select { // a loop that stops meanwhile may never run f
+		case <-done:
+		case <-r.done:
+		}
 	case <-r.done:
 	}
 }
