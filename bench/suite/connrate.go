@@ -62,7 +62,12 @@ func (s *Suite) connRate() *ScenarioResult {
 		{"server's core busy %", get(func(f *ConnRateFig) float64 { return f.ServerCoreBusyPct })},
 		{"generator's core busy %", get(func(f *ConnRateFig) float64 { return f.GenCoreBusyPct })},
 		{"other processes CPU % (noise)", get(func(f *ConnRateFig) float64 { return f.OtherCPUPct })},
-		{"server RSS MB after", get(func(f *ConnRateFig) float64 { return f.ServerRSSMB })},
+		{"server RSS MB after", func(r *RunResult) (float64, bool) {
+			if r.ConnRate == nil || r.Server == "sink" {
+				return 0, false
+			}
+			return r.ConnRate.ServerRSSMB, true
+		}},
 	}))
 	return sr
 }
