@@ -31,7 +31,7 @@ type conn struct {
 	rc     syscall.RawConn // nc's file descriptor, for non-blocking writes; nil if unavailable
 	format codec.Format
 	access codec.Access
-	log    *slog.Logger
+	remote string // the client's address, for logs
 
 	lastRead atomic.Int64 // Unix nanoseconds of the last frame read
 	// writeSince is when the write in progress began (Unix nanoseconds), 0
@@ -54,6 +54,14 @@ type conn struct {
 	writing  bool       // a flusher or a blocking writer owns writing
 	closing  bool       // no more frames accepted; the socket closes once queue is written
 	sockDone bool       // the socket has been closed
+}
+
+// logger returns the server's logger with the connection's identity. It is
+// built per log line, not per connection: logs about one connection are
+// rare, and a logger with formatted attributes kept by every idle
+// connection is not.
+func (c *conn) logger() *slog.Logger {
+	return c.srv.cfg.Logger.With("conn", c.id, "remote", c.remote)
 }
 
 // enqueue queues one complete frame for writing; the bytes are shared and
@@ -87,7 +95,7 @@ func (c *conn) disconnectLocked(reason *codec.Error, reconnect, drop bool) {
 	c.pushLocked(c.encode(&codec.Frame{Type: codec.FrameDisconnect, Err: reason, Reconnect: reconnect}))
 	c.pushLocked(closeFrame(int(reason.Code), reason.Code.String()))
 	c.closing = true
-	c.log.Info("disconnecting client", "code", int(reason.Code), "reason", reason.Message)
+	c.logger().Info("disconnecting client", "code", int(reason.Code), "reason", reason.Message)
 }
 
 // disconnect ends the connection with a reason the client is told.
@@ -120,7 +128,7 @@ func (c *conn) encode(fr *codec.Frame) []byte {
 	payload, err := c.format.Encode(fr)
 	if err != nil {
 		// Our own frames always encode; this is a bug, not client input.
-		c.log.Error("encode frame", "type", fr.Type.String(), "err", err)
+		c.logger().Error("encode frame", "type", fr.Type.String(), "err", err)
 		payload, _ = c.format.Encode(&codec.Frame{Type: codec.FrameError, Ref: fr.Ref, Err: codec.Errorf(codec.CodeInternal, "internal error")})
 	}
 	return appendFrame(make([]byte, 0, len(payload)+10), dataOpcode(c.format), payload)
@@ -135,7 +143,7 @@ func (c *conn) readLoop() {
 		_, r, err := c.ws.NextReader()
 		if err != nil {
 			if !isNormalClose(err) {
-				c.log.Debug("read ended", "err", err)
+				c.logger().Debug("read ended", "err", err)
 			}
 			return
 		}

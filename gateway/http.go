@@ -105,7 +105,7 @@ func (s *Server) newConn(ws *websocket.Conn, format codec.Format, access codec.A
 		access:   access,
 		attached: make(map[string]codec.AttachOptions),
 	}
-	c.log = s.cfg.Logger.With("conn", c.id, "remote", remote)
+	c.remote = remote
 	if tc, ok := c.nc.(*net.TCPConn); ok {
 		if s.cfg.SocketSendBuffer > 0 {
 			_ = tc.SetWriteBuffer(s.cfg.SocketSendBuffer)

@@ -203,7 +203,7 @@ func (s *Server) watchWrites() {
 			c := k.(*conn)
 			if w := c.writeSince.Load(); w != 0 && w < stuckSince {
 				s.stats.writeTimeouts.Add(1)
-				c.log.Info("dropping client: a write made no progress", "for", s.cfg.WriteTimeout)
+				c.logger().Info("dropping client: a write made no progress", "for", s.cfg.WriteTimeout)
 				c.mu.Lock()
 				c.closing = true
 				c.closeSocketLocked()
