@@ -96,7 +96,7 @@ func msgpackToJSON(raw []byte) ([]byte, error) {
 	if err != nil {
 		return nil, Errorf(CodeBadRequest, "data is not a msgpack value: %v", err)
 	}
-	decoders.Put(dec)
+	putDecoder(dec)
 	if err := checkJSONable(v, 0); err != nil {
 		return nil, err
 	}

@@ -58,6 +58,13 @@ func getDecoder(r *bytes.Reader) *msgpack.Decoder {
 	return dec
 }
 
+// putDecoder returns a decoder whose decode succeeded, without its reader
+// (which would keep the last frame alive in the pool).
+func putDecoder(dec *msgpack.Decoder) {
+	dec.Reset(nil)
+	decoders.Put(dec)
+}
+
 func encodeMsgpack(fr *Frame) ([]byte, error) {
 	w, err := toWire[msgpack.RawMessage](fr, marshalCompact)
 	if err != nil {

@@ -58,6 +58,9 @@ func TestFanOutBothFormats(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if h := resp.Header.Get("X-Content-Type-Options"); h != "nosniff" {
+		t.Fatalf("history response X-Content-Type-Options %q, want nosniff", h)
+	}
 	if want := fmt.Sprintf(`"data":{"seq":%d,"price":1.5,"sel":"<Home & Away>"}`, n-1); !strings.Contains(string(body), want) {
 		t.Fatalf("history: %s, want it to contain %s", body, want)
 	}

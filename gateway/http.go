@@ -279,6 +279,9 @@ func writeError(ctx *fasthttp.RequestCtx, status int, e *codec.Error) {
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
+	// Bodies carry payloads and echoed input unescaped: never let a browser
+	// sniff them as HTML.
+	ctx.Response.Header.Set("X-Content-Type-Options", "nosniff")
 	enc := json.NewEncoder(ctx) // appends the newline
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)

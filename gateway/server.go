@@ -204,7 +204,7 @@ func (s *Server) watchWrites() {
 			c := k.(*conn)
 			if w := c.writeSince.Load(); w != 0 && w < stuckSince {
 				s.stats.writeTimeouts.Add(1)
-				c.logger().Info("dropping client: a write made no progress", "for", s.cfg.WriteTimeout)
+				c.log(slog.LevelInfo, "dropping client: a write made no progress", "for", s.cfg.WriteTimeout)
 				c.mu.Lock()
 				c.closing = true
 				c.closeSocketLocked()
