@@ -80,7 +80,7 @@ func parseUpgrade(b []byte) (int, error) {
 	i := bytes.IndexByte(head, '\n') + 1
 	for i < len(head) {
 		j := bytes.IndexByte(head[i:], '\n')
-		line := head[i : i+j-1] // without CRLF (a lone LF leaves a CR; trimmed below)
+		line := bytes.TrimSuffix(head[i:i+j], []byte("\r")) // without the line ending (CRLF or a bare LF)
 		i += j + 1
 		name, value, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
@@ -545,6 +545,9 @@ func (j *dialJob) get() *dial {
 // attachQuantiles returns time-to-subscribed percentiles (ms) of the
 // reader's attach histogram; it runs on the reader goroutine.
 func attachQuantiles(h *hdrhistogram.Histogram) (p50, p90, p99, maxMs float64) {
+	if h == nil { // the reader stopped before the histogram could be read
+		return 0, 0, 0, 0
+	}
 	ms := func(q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
 	return ms(50), ms(90), ms(99), float64(h.Max()) / 1000
 }
