@@ -41,12 +41,7 @@ func (s *Suite) connRate() *ScenarioResult {
 		sr.Runs = append(sr.Runs, s.connRateRun(server, p, sr))
 	}
 	get := func(f func(*ConnRateFig) float64) func(*RunResult) (float64, bool) {
-		return func(r *RunResult) (float64, bool) {
-			if r.ConnRate == nil {
-				return 0, false
-			}
-			return f(r.ConnRate), true
-		}
+		return column(func(r *RunResult) *ConnRateFig { return r.ConnRate }, f)
 	}
 	s.emit(compare(fmt.Sprintf("connect-rate: connect, upgrade, attach, close; %d in flight for %gs", p.InFlight, p.WindowSec), sr.Runs, []figure{
 		{"subscribed connections/s", get(func(f *ConnRateFig) float64 { return f.PerSec })},
@@ -62,12 +57,8 @@ func (s *Suite) connRate() *ScenarioResult {
 		{"server's core busy %", get(func(f *ConnRateFig) float64 { return f.ServerCoreBusyPct })},
 		{"generator's core busy %", get(func(f *ConnRateFig) float64 { return f.GenCoreBusyPct })},
 		{"other processes CPU % (noise)", get(func(f *ConnRateFig) float64 { return f.OtherCPUPct })},
-		{"server RSS MB after", func(r *RunResult) (float64, bool) {
-			if r.ConnRate == nil || r.Server == "sink" {
-				return 0, false
-			}
-			return r.ConnRate.ServerRSSMB, true
-		}},
+		{"server RSS MB after", column(func(r *RunResult) *ConnRateFig { return ofServer(r, r.ConnRate) },
+			func(f *ConnRateFig) float64 { return f.ServerRSSMB })},
 	}))
 	return sr
 }
@@ -89,24 +80,15 @@ type ConnRateFig struct {
 
 func (s *Suite) connRateRun(server string, p ConnRateParams, sr *ScenarioResult) *RunResult {
 	run := &RunResult{Server: server, Target: server}
-	proc, t, err := s.start(server, "json", nil, nil)
+	l, t, err := s.startQuiet("connect-rate", server, p.Channels, p.SettleSec)
 	if err != nil {
 		run.Error = err.Error()
-		s.printf("connect-rate %s: %v\n", server, err)
 		return run
 	}
-	run.Target = t.Name
-	l := &load{proc: proc}
 	defer l.close()
-	if l.r, err = loadgen.NewReader(t, p.Channels); err != nil {
-		run.Error = err.Error()
-		return run
-	}
+	run.Target = t.Name
+	proc := l.proc
 	channels, _, _ := roundRobin("rate:", p.Channels, 0)
-	time.Sleep(secs(p.SettleSec))
-	if other := waitQuiet(func() float64 { return proc.CPUTime().Seconds() + cpuSelf() }, quietMax); other > noiseCPU {
-		s.printf("warning: connect-rate %s: other processes use %.0f%% of a core: the machine is not quiet\n", t.Name, other)
-	}
 	// CPU times at the window's start and end, read on the reader goroutine
 	// as the dialer starts and stops opening connections.
 	var cpu0, cpu1 time.Duration

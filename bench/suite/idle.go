@@ -30,21 +30,11 @@ func (s *Suite) idle() *ScenarioResult {
 		sr.Runs = append(sr.Runs, s.idleRun(server, p, sr))
 	}
 	get := func(f func(*IdleFig) float64) func(*RunResult) (float64, bool) {
-		return func(r *RunResult) (float64, bool) {
-			if r.Idle == nil {
-				return 0, false
-			}
-			return f(r.Idle), true
-		}
+		return column(func(r *RunResult) *IdleFig { return r.Idle }, f)
 	}
 	// The sink's memory says nothing about a server: its rows stay empty.
 	mem := func(f func(*IdleFig) float64) func(*RunResult) (float64, bool) {
-		return func(r *RunResult) (float64, bool) {
-			if r.Idle == nil || r.Server == "sink" {
-				return 0, false
-			}
-			return f(r.Idle), true
-		}
+		return column(func(r *RunResult) *IdleFig { return ofServer(r, r.Idle) }, f)
 	}
 	s.emit(compare(fmt.Sprintf("idle: %d subscribed connections", p.Connections), sr.Runs, []figure{
 		{"connections", get(func(f *IdleFig) float64 { return float64(f.Conns) })},
@@ -64,26 +54,39 @@ func (s *Suite) idle() *ScenarioResult {
 	return sr
 }
 
-func (s *Suite) idleRun(server string, p IdleParams, sr *ScenarioResult) *RunResult {
-	run := &RunResult{Server: server, Target: server}
+// startQuiet starts server (JSON) with a reader for channels, lets it settle
+// for settleSec, and waits for the machine to be quiet (warning if it never
+// is). The caller closes the load.
+func (s *Suite) startQuiet(scenario, server string, channels int, settleSec float64) (*load, loadgen.Target, error) {
 	proc, t, err := s.start(server, "json", nil, nil)
 	if err != nil {
-		run.Error = err.Error()
-		s.printf("idle %s: %v\n", server, err)
-		return run
+		s.printf("%s %s: %v\n", scenario, server, err)
+		return nil, t, err
 	}
-	run.Target = t.Name
 	l := &load{proc: proc}
-	defer l.close()
-	if l.r, err = loadgen.NewReader(t, p.Channels); err != nil {
+	if l.r, err = loadgen.NewReader(t, channels); err != nil {
+		l.close()
+		return nil, t, err
+	}
+	time.Sleep(secs(settleSec))
+	if other := waitQuiet(func() float64 { return proc.CPUTime().Seconds() + cpuSelf() }, quietMax); other > noiseCPU {
+		s.printf("warning: %s %s: other processes use %.0f%% of a core: the machine is not quiet\n", scenario, t.Name, other)
+	}
+	return l, t, nil
+}
+
+func (s *Suite) idleRun(server string, p IdleParams, sr *ScenarioResult) *RunResult {
+	run := &RunResult{Server: server, Target: server}
+	// The settle time lets the fresh server reach its resting size.
+	l, t, err := s.startQuiet("idle", server, p.Channels, p.SettleSec)
+	if err != nil {
 		run.Error = err.Error()
 		return run
 	}
+	defer l.close()
+	run.Target = t.Name
+	proc := l.proc
 	channels, subs, _ := roundRobin("idle:", p.Channels, p.Connections)
-	time.Sleep(secs(p.SettleSec)) // let the fresh server reach its resting size
-	if other := waitQuiet(func() float64 { return proc.CPUTime().Seconds() + cpuSelf() }, quietMax); other > noiseCPU {
-		s.printf("warning: idle %s: other processes use %.0f%% of a core: the machine is not quiet\n", t.Name, other)
-	}
 	heap0, hasHeap := proc.GoHeap()
 	core0 := coreBusy()
 	rss0, cpu0, gen0, t0 := proc.RSS(), proc.CPUTime(), cpuSelf(), time.Now()

@@ -56,12 +56,7 @@ func (s *Suite) storm() *ScenarioResult {
 		sr.Runs = append(sr.Runs, s.stormRun(server, p))
 	}
 	get := func(f func(*StormFig) float64) func(*RunResult) (float64, bool) {
-		return func(r *RunResult) (float64, bool) {
-			if r.Storm == nil {
-				return 0, false
-			}
-			return f(r.Storm), true
-		}
+		return column(func(r *RunResult) *StormFig { return r.Storm }, f)
 	}
 	figs := []figure{
 		{"dropped", get(func(f *StormFig) float64 { return float64(f.Dropped) })},

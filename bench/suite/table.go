@@ -57,13 +57,28 @@ type figure struct {
 	get  func(*RunResult) (float64, bool)
 }
 
-func stepFig(name string, f func(*Step) float64, pick func(*RunResult) *Step) figure {
-	return figure{name, func(r *RunResult) (float64, bool) {
-		if s := pick(r); s != nil {
-			return f(s), true
+// column reads one figure of a run's scenario result (picked by pick), or
+// nothing when the run has none (it failed, or the scenario left it out).
+func column[T any](pick func(*RunResult) *T, f func(*T) float64) func(*RunResult) (float64, bool) {
+	return func(r *RunResult) (float64, bool) {
+		if v := pick(r); v != nil {
+			return f(v), true
 		}
 		return 0, false
-	}}
+	}
+}
+
+// ofServer is v, except for the sink, whose memory says nothing about a
+// server: its memory rows stay empty.
+func ofServer[T any](r *RunResult, v *T) *T {
+	if r.Server == "sink" {
+		return nil
+	}
+	return v
+}
+
+func stepFig(name string, f func(*Step) float64, pick func(*RunResult) *Step) figure {
+	return figure{name, column(pick, f)}
 }
 
 // stepFigures are the rows every publishing window prints.
