@@ -2,7 +2,6 @@ package suite
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,32 +27,17 @@ func startEmulator(gcloud, logDir string) (*emulator, error) {
 	}
 	cmd := exec.Command(gcloud, "beta", "emulators", "pubsub", "start", "--host-port="+addr, "--project=bench",
 		"--data-dir="+dataDir, "--quiet")
-	lf, err := os.Create(filepath.Join(logDir, "pubsub-emulator.log"))
+	logPath := filepath.Join(logDir, "pubsub-emulator.log")
+	exited, err := startLogged(cmd, logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		return nil, err
+	e := &emulator{cmd: cmd, Addr: addr, exited: exited}
+	if err := waitHTTP("http://"+addr+"/", false, 90*time.Second, 250*time.Millisecond, exited); err != nil {
+		e.stop()
+		return nil, fmt.Errorf("pubsub emulator on %s %v: %s", addr, err, tail(logPath, 5))
 	}
-	e := &emulator{cmd: cmd, Addr: addr, exited: make(chan struct{})}
-	go func() { cmd.Wait(); lf.Close(); close(e.exited) }()
-	c := http.Client{Timeout: 2 * time.Second}
-	for end := time.Now().Add(90 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
-		select {
-		case <-e.exited:
-			return nil, fmt.Errorf("pubsub emulator exited: %s", tail(lf.Name(), 5))
-		default:
-		}
-		if resp, err := c.Get("http://" + addr + "/"); err == nil {
-			resp.Body.Close()
-			return e, nil
-		}
-	}
-	e.stop()
-	return nil, fmt.Errorf("pubsub emulator not answering on %s after 90 s", addr)
+	return e, nil
 }
 
 // stop ends the emulator's whole process group (gcloud starts a JVM).

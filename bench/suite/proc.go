@@ -3,6 +3,7 @@ package suite
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -52,6 +53,25 @@ func Start(s ServerSpec, logDir string) (*Proc, error) {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
 	}
 	logPath := filepath.Join(logDir, s.Name+"-"+strings.ReplaceAll(s.Addr, ":", "_")+".log")
+	exited, err := startLogged(cmd, logPath)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", s.Name, err)
+	}
+	p := &Proc{ServerSpec: s, cmd: cmd, LogPath: logPath, exited: exited}
+	if s.ReadyWait == 0 {
+		s.ReadyWait = 20 * time.Second
+	}
+	if err := waitHTTP("http://"+s.Addr+s.ReadyPath, true, s.ReadyWait, 50*time.Millisecond, exited); err != nil {
+		p.Stop()
+		return nil, fmt.Errorf("%s %v: %s", s.Name, err, tail(logPath, 5))
+	}
+	return p, nil
+}
+
+// startLogged starts cmd in its own process group (killed if the suite
+// dies), its output going to logPath; the returned channel is closed when it
+// has exited.
+func startLogged(cmd *exec.Cmd, logPath string) (exited chan struct{}, err error) {
 	lf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -60,31 +80,31 @@ func Start(s ServerSpec, logDir string) (*Proc, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
-		return nil, fmt.Errorf("start %s: %w", s.Name, err)
+		return nil, err
 	}
-	p := &Proc{ServerSpec: s, cmd: cmd, LogPath: logPath, exited: make(chan struct{})}
-	go func() { cmd.Wait(); lf.Close(); close(p.exited) }()
-	if s.ReadyWait == 0 {
-		s.ReadyWait = 20 * time.Second
-	}
-	deadline := time.Now().Add(s.ReadyWait)
-	for time.Now().Before(deadline) {
+	exited = make(chan struct{})
+	go func() { cmd.Wait(); lf.Close(); close(exited) }()
+	return exited, nil
+}
+
+// waitHTTP polls url every poll until it answers (with 200 if want200)
+// or wait has passed or the process has exited.
+func waitHTTP(url string, want200 bool, wait, poll time.Duration, exited <-chan struct{}) error {
+	c := http.Client{Timeout: 2 * time.Second}
+	for end := time.Now().Add(wait); time.Now().Before(end); time.Sleep(poll) {
 		select {
-		case <-p.exited:
-			return nil, fmt.Errorf("%s exited during start: %s", s.Name, tail(logPath, 5))
+		case <-exited:
+			return errors.New("exited during start")
 		default:
 		}
-		resp, err := http.Get("http://" + s.Addr + s.ReadyPath)
-		if err == nil {
+		if resp, err := c.Get(url); err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, nil
+			if !want200 || resp.StatusCode == http.StatusOK {
+				return nil
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	p.Stop()
-	return nil, fmt.Errorf("%s not ready after %s: %s", s.Name, s.ReadyWait, tail(logPath, 5))
+	return fmt.Errorf("not ready after %s", wait)
 }
 
 // Pid is the server's process id (taskset execs the server in place).
