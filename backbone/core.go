@@ -5,6 +5,7 @@ import (
 	"encoding/base32"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,15 +15,19 @@ import (
 )
 
 // DeliverFunc receives every message of every channel exactly once per
-// dedup window. Calls for one channel never overlap and arrive in publish
-// order per origin edge. It must not block: it runs under the channel's
-// delivery lock.
+// dedup window. Calls for one channel never overlap. Per origin, messages
+// come in Seq order: a message whose Prev is not the last Seq delivered from
+// its origin follows a gap that could not be filled within the gap wait (the
+// gateway tells the channel's subscribers). It is called without any
+// backbone lock held, but it holds up its channel's later deliveries and
+// publish reports while it runs: it must not block.
 type DeliverFunc = func(m *codec.Message)
 
 // DoneFunc reports the outcome of a publish: nil once the backbone has
 // accepted the message (and it has been delivered locally), or an *codec.Error
 // (CodeBackboneUnavailable, CodePublishTimeout) if it was not accepted. It is
-// called exactly once, never under a backbone lock.
+// called exactly once, never under a backbone lock, in publish order per
+// channel.
 type DoneFunc = func(err error)
 
 // DedupConfig bounds the dedup cache. Zero values mean the defaults.
@@ -37,12 +42,31 @@ type DedupConfig struct {
 	Window time.Duration
 }
 
+// OrderConfig bounds how long a message that arrives ahead of its origin's
+// missing predecessor is held back. Zero values mean the defaults.
+type OrderConfig struct {
+	// GapWait is how long a missing predecessor is waited for (redelivery
+	// usually fills it) before the messages held behind it are delivered
+	// with the gap, and the gateway signals the loss (default 15s: longer
+	// than the 10s ack deadline after which Pub/Sub redelivers what a broken
+	// stream had leased).
+	GapWait time.Duration
+	// MaxHeld bounds the messages held per channel and origin; past it the
+	// oldest are released at once, with the gap (default 10000).
+	MaxHeld int
+}
+
 const (
 	defaultDedupSize   = 1 << 18
 	defaultDedupWindow = 10 * time.Minute
-	// numStripes spreads channels over independent delivery locks; 64 keeps
+	defaultGapWait     = 15 * time.Second
+	defaultMaxHeld     = 10000
+	// numStripes spreads channels over independent locks; 64 keeps
 	// contention negligible on small machines and costs 64 small maps.
 	numStripes = 64
+	// sweepEvery is how many receptions on a stripe pass between sweeps of
+	// its idle channel states.
+	sweepEvery = 4096
 )
 
 // Stats are cumulative counters, safe to read at any time.
@@ -52,45 +76,93 @@ type Stats struct {
 	Published     atomic.Uint64 // publishes accepted by the backbone
 	PublishErrors atomic.Uint64 // publishes refused or timed out
 	Malformed     atomic.Uint64 // backbone messages that failed to decode (dropped and acked)
-	Gaps          atomic.Uint64 // messages whose predecessor from the same origin never arrived
-	Reorders      atomic.Uint64 // new messages that arrived behind a later one of their origin
+	Gaps          atomic.Uint64 // gaps in an origin's sequence given up after the gap wait (signalled to subscribers)
+	Reorders      atomic.Uint64 // messages that arrived ahead of a missing predecessor and were held back
+	Filled        atomic.Uint64 // held messages released in order because the predecessor arrived
+	Late          atomic.Uint64 // copies dropped because their origin's sequence had already moved past them (after a gap)
 	Retries       atomic.Uint64 // publishes of an ID already accepted or in flight (acked, not sent again)
 }
 
 // core is the delivery machinery shared by Relay and Local.
+//
+// Lock order: a stripe's mu is the only backbone lock held while core code
+// runs, and it is never held while calling out (DeliverFunc, DoneFunc, the
+// Pub/Sub SDK's blocking calls). Relay.healthMu is a leaf lock.
 type core struct {
 	origin  string // this process's origin name in positions
 	log     *slog.Logger
 	now     func() time.Time
+	order   OrderConfig
 	deliver atomic.Pointer[DeliverFunc]
 	stripes [numStripes]stripe
 	stats   Stats
 	dedupN  atomic.Int64 // keys in all stripes' dedup caches
+	window  time.Duration
 }
 
 type stripe struct {
 	mu    sync.Mutex // guards the fields below
 	dedup *dedupCache
 	chans map[string]*chanState
+	ops   int // receptions since the last sweep
 }
 
 // chanState is one channel's state in a stripe.
 type chanState struct {
-	pending []*pendingPub // publishes awaiting acceptance, in publish order
+	name string
+	// Publishing (this edge as origin).
+	pending []*pendingPub // publishes awaiting their outcome, in publish order
 	nextSeq uint64        // Seq of this origin's next publish
 	prev    uint64        // Prev of this origin's next publish
-	// last is, per origin, the highest Seq received (loss detection).
-	last map[string]uint64
+	// failing is set when a publish failed and cleared once every publish
+	// queued before the failure was known has its outcome: meanwhile new
+	// publishes are refused, so nothing accepted overtakes the failure.
+	failing bool
+	waiting bool // a Relay goroutine collects pending outcomes
+
+	// Receiving, per origin.
+	origins map[string]*originState
+
+	// Hand-off to the gateway, outside the stripe lock.
+	outbox   []outItem
+	draining bool // a goroutine is emptying outbox
+	lastUse  time.Time
+}
+
+// originState follows one origin's sequence on one channel.
+type originState struct {
+	last  uint64 // highest Seq delivered (or given up)
+	held  []held // arrived ahead of a missing predecessor, by Seq
+	timer *time.Timer
+	at    time.Time // last message from this origin
+}
+
+type held struct {
+	m  *codec.Message
+	at time.Time
+}
+
+// outItem is a delivery, a publish report, or a delivery then its report.
+type outItem struct {
+	m *codec.Message
+	p *pendingPub
 }
 
 type pendingPub struct {
 	m        *codec.Message
 	done     DoneFunc
+	sent     bool // handed to Pub/Sub; its outcome is awaited
 	finished bool
 	err      error
+	res      publishResult
 }
 
-func (c *core) init(cfg DedupConfig, log *slog.Logger, now func() time.Time) {
+// publishResult is the outcome of a send, as the Pub/Sub SDK gives it.
+type publishResult interface {
+	Ready() <-chan struct{}
+}
+
+func (c *core) init(cfg DedupConfig, order OrderConfig, log *slog.Logger, now func() time.Time) {
 	c.origin = newOrigin()
 	if cfg.Size <= 0 {
 		cfg.Size = defaultDedupSize
@@ -98,13 +170,19 @@ func (c *core) init(cfg DedupConfig, log *slog.Logger, now func() time.Time) {
 	if cfg.Window <= 0 {
 		cfg.Window = defaultDedupWindow
 	}
+	if order.GapWait <= 0 {
+		order.GapWait = defaultGapWait
+	}
+	if order.MaxHeld <= 0 {
+		order.MaxHeld = defaultMaxHeld
+	}
 	if log == nil {
 		log = slog.Default()
 	}
 	if now == nil {
 		now = time.Now
 	}
-	c.log, c.now = log, now
+	c.log, c.now, c.order, c.window = log, now, order, cfg.Window
 	for i := range c.stripes {
 		c.stripes[i].dedup = newDedupCache(cfg.Size, cfg.Window, &c.dedupN)
 		c.stripes[i].chans = make(map[string]*chanState)
@@ -134,10 +212,30 @@ func newOrigin() string {
 func (st *stripe) chanLocked(channel string) *chanState {
 	cs := st.chans[channel]
 	if cs == nil {
-		cs = &chanState{}
+		cs = &chanState{name: channel}
 		st.chans[channel] = cs
 	}
 	return cs
+}
+
+// sweepLocked forgets the state of channels that hold nothing: no publish
+// in flight, nothing held or queued, and no message from any origin within
+// the dedup window (a copy older than that could not be recognised anyway).
+// Channels this edge published on keep their sequence numbers.
+func (c *core) sweepLocked(st *stripe, now time.Time) {
+	for name, cs := range st.chans {
+		if len(cs.pending) > 0 || cs.waiting || cs.draining || len(cs.outbox) > 0 {
+			continue
+		}
+		for o, os := range cs.origins {
+			if len(os.held) == 0 && now.Sub(os.at) > c.window {
+				delete(cs.origins, o)
+			}
+		}
+		if len(cs.origins) == 0 && cs.nextSeq == 0 {
+			delete(st.chans, name)
+		}
+	}
 }
 
 // stampLocked gives m this origin's next position on its channel.
@@ -147,39 +245,171 @@ func (c *core) stampLocked(cs *chanState, m *codec.Message) {
 	cs.prev = m.Seq
 }
 
-// trackLocked follows positions per origin to detect loss: every copy
-// received (duplicates too) advances the origin's last Seq; a message whose
-// Prev was never seen means a message was lost, and is reported.
-func (c *core) trackLocked(cs *chanState, m *codec.Message, fresh bool) {
-	if cs.last == nil {
-		cs.last = make(map[string]uint64)
+// receive takes one message from the backbone: dedup, per-origin order,
+// then the hand-off to the gateway outside the lock.
+func (c *core) receive(m *codec.Message) {
+	st := c.stripeFor(m.Channel)
+	st.mu.Lock()
+	cs := st.chanLocked(m.Channel)
+	c.acceptLocked(st, cs, m, nil)
+	if st.ops++; st.ops >= sweepEvery {
+		st.ops = 0
+		c.sweepLocked(st, c.now())
 	}
-	last, known := cs.last[m.Origin]
-	switch {
-	case m.Seq > last:
-		if known && m.Prev > last || !known && m.Prev > 0 && c.origin == m.Origin {
-			c.stats.Gaps.Add(1)
-			c.log.Warn("backbone: gap in an origin's sequence: messages lost", "channel", m.Channel, "origin", m.Origin, "last", last, "prev", m.Prev, "seq", m.Seq)
-		}
-		cs.last[m.Origin] = m.Seq
-	case fresh:
-		c.stats.Reorders.Add(1)
-		c.log.Warn("backbone: message behind its origin's sequence", "channel", m.Channel, "origin", m.Origin, "last", last, "seq", m.Seq)
+	run := claimLocked(cs)
+	st.mu.Unlock()
+	if run {
+		c.drain(st, cs)
 	}
 }
 
-// deliverLocked hands m to the DeliverFunc unless it is a duplicate.
-// st.mu must be held.
-func (c *core) deliverLocked(st *stripe, m *codec.Message) {
-	fresh := st.dedup.add(m.DedupKey(), c.now())
-	c.trackLocked(st.chanLocked(m.Channel), m, fresh)
-	if !fresh {
+// acceptLocked queues m for delivery unless it is a duplicate, a late copy,
+// or ahead of a missing predecessor (then it is held until the predecessor
+// comes or the gap wait ends). p, if set, is m's own publish: its report
+// follows m's delivery (or comes alone if m was already delivered).
+func (c *core) acceptLocked(st *stripe, cs *chanState, m *codec.Message, p *pendingPub) {
+	now := c.now()
+	cs.lastUse = now
+	if !st.dedup.add(m.DedupKey(), now) {
 		c.stats.Duplicates.Add(1)
+		if p != nil {
+			cs.outbox = append(cs.outbox, outItem{p: p})
+		}
 		return
 	}
+	if cs.origins == nil {
+		cs.origins = make(map[string]*originState)
+	}
+	os := cs.origins[m.Origin]
+	if os == nil {
+		// An origin new to this edge (or forgotten) starts where it is: its
+		// earlier messages, if any, predate this edge's interest.
+		os = &originState{last: m.Prev}
+		cs.origins[m.Origin] = os
+	}
+	os.at = now
+	switch {
+	case m.Seq <= os.last:
+		// Behind a gap that was given up: delivering it now would reorder.
+		c.stats.Late.Add(1)
+		c.log.Warn("backbone: late copy dropped (its gap was already reported)", "channel", m.Channel, "origin", m.Origin, "seq", m.Seq, "last", os.last)
+	case m.Prev <= os.last:
+		c.emitLocked(cs, os, m, p)
+		c.releaseLocked(cs, os, m.Origin, now, false)
+		return
+	default:
+		c.stats.Reorders.Add(1)
+		i, _ := slices.BinarySearchFunc(os.held, m.Seq, func(h held, s uint64) int { return cmpU64(h.m.Seq, s) })
+		os.held = slices.Insert(os.held, i, held{m: m, at: now})
+		if len(os.held) > c.order.MaxHeld {
+			c.releaseLocked(cs, os, m.Origin, now, true)
+		} else {
+			c.armLocked(st, cs, os, m.Origin, now)
+		}
+	}
+	if p != nil {
+		cs.outbox = append(cs.outbox, outItem{p: p})
+	}
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (c *core) emitLocked(cs *chanState, os *originState, m *codec.Message, p *pendingPub) {
+	if m.Prev > os.last {
+		c.stats.Gaps.Add(1)
+		c.log.Warn("backbone: gap in an origin's sequence not filled within the gap wait; subscribers are told", "channel", m.Channel, "origin", m.Origin, "last", os.last, "prev", m.Prev, "seq", m.Seq, "gap_wait", c.order.GapWait.String())
+	}
+	os.last = m.Seq
 	c.stats.Delivered.Add(1)
-	if f := c.deliver.Load(); f != nil {
-		(*f)(m)
+	cs.outbox = append(cs.outbox, outItem{m: m, p: p})
+}
+
+// releaseLocked delivers held messages that now follow in order, and, with
+// force or once the head has waited for the gap wait, those behind a gap.
+func (c *core) releaseLocked(cs *chanState, os *originState, origin string, now time.Time, force bool) {
+	for len(os.held) > 0 {
+		h := os.held[0]
+		switch {
+		case h.m.Seq <= os.last:
+			c.stats.Late.Add(1)
+		case h.m.Prev <= os.last:
+			c.stats.Filled.Add(1)
+			c.emitLocked(cs, os, h.m, nil)
+		case force || now.Sub(h.at) >= c.order.GapWait:
+			force = false
+			c.emitLocked(cs, os, h.m, nil)
+		default:
+			return
+		}
+		os.held[0] = held{}
+		os.held = os.held[1:]
+	}
+	if os.timer != nil {
+		os.timer.Stop()
+		os.timer = nil
+	}
+}
+
+// armLocked starts the gap wait of os's head if no timer runs.
+func (c *core) armLocked(st *stripe, cs *chanState, os *originState, origin string, now time.Time) {
+	if os.timer != nil || len(os.held) == 0 {
+		return
+	}
+	wait := c.order.GapWait - now.Sub(os.held[0].at)
+	os.timer = time.AfterFunc(max(wait, 0), func() {
+		st.mu.Lock()
+		os.timer = nil
+		c.releaseLocked(cs, os, origin, c.now(), false)
+		c.armLocked(st, cs, os, origin, c.now())
+		run := claimLocked(cs)
+		st.mu.Unlock()
+		if run {
+			c.drain(st, cs)
+		}
+	})
+}
+
+// claimLocked reports whether the caller must drain cs's outbox: there is
+// something in it and no other goroutine is draining it.
+func claimLocked(cs *chanState) bool {
+	if cs.draining || len(cs.outbox) == 0 {
+		return false
+	}
+	cs.draining = true
+	return true
+}
+
+// drain hands cs's outbox to the gateway and the publishers, in order,
+// without the stripe lock, until it is empty. One goroutine at a time
+// drains a channel, so calls for one channel never overlap.
+func (c *core) drain(st *stripe, cs *chanState) {
+	f := c.deliver.Load()
+	for {
+		st.mu.Lock()
+		items := cs.outbox
+		cs.outbox = nil
+		if len(items) == 0 {
+			cs.draining = false
+			st.mu.Unlock()
+			return
+		}
+		st.mu.Unlock()
+		for _, it := range items {
+			if it.m != nil && f != nil {
+				(*f)(it.m)
+			}
+			if it.p != nil {
+				it.p.done(it.p.err)
+			}
+		}
 	}
 }
 
@@ -190,11 +420,14 @@ const (
 	sendIt    publishAction = iota // send the new pending publish
 	ackAtOnce                      // the ID was already accepted: call done(nil)
 	joined                         // the ID is in flight: done joined that publish
+	refused                        // an earlier publish failed: p is finished with an error
 )
 
 // enqueueLocked stamps m and appends it to its channel's publish queue,
-// unless its ID was already accepted or is in flight: a publisher's retry
-// is acknowledged without being sent, numbered or delivered again.
+// unless its ID was already accepted or is in flight (a publisher's retry
+// is acknowledged without being sent, numbered or delivered again), or an
+// earlier publish on the channel failed and not every publish queued before
+// that was known has its outcome yet (then it is refused, in order).
 // st.mu must be held.
 func (c *core) enqueueLocked(st *stripe, m *codec.Message, done DoneFunc) (*pendingPub, publishAction) {
 	cs := st.chanLocked(m.Channel)
@@ -210,43 +443,56 @@ func (c *core) enqueueLocked(st *stripe, m *codec.Message, done DoneFunc) (*pend
 			return nil, joined
 		}
 	}
-	c.stampLocked(cs, m)
 	p := &pendingPub{m: m, done: done}
 	cs.pending = append(cs.pending, p)
+	if cs.failing {
+		p.finished, p.err = true, errEarlierFailed
+		return p, refused
+	}
+	c.stampLocked(cs, m)
 	return p, sendIt
 }
 
-// failedLocked records that p was not accepted: the origin's next message
-// declares as its Prev the last Seq before p that may have been accepted
-// (p's own Prev, which skips earlier refusals), so receivers do not mistake
-// the refused ones for lost ones.
-func (c *core) failedLocked(st *stripe, p *pendingPub) {
-	cs := st.chanLocked(p.m.Channel)
-	cs.prev = min(cs.prev, p.m.Prev)
+// errEarlierFailed refuses a publish queued behind a failure.
+var errEarlierFailed = codec.Errorf(codec.CodeBackboneUnavailable, "an earlier publish on this channel failed; publish again from the first refused message")
+
+// finishLocked records p's outcome. A failure makes the channel refuse new
+// publishes until every publish sent before it has its outcome, and lowers
+// the next Prev so receivers do not mistake refused messages for lost ones.
+// It reports whether the channel may accept publishes again (the failure
+// streak is over): the caller then resumes the ordering key.
+func (c *core) finishLocked(cs *chanState, p *pendingPub, err error) (resume bool) {
+	p.finished, p.err = true, err
+	if err != nil {
+		cs.failing = true
+		cs.prev = min(cs.prev, p.m.Prev)
+	}
+	if !cs.failing {
+		return false
+	}
+	for _, q := range cs.pending {
+		if !q.finished {
+			return false
+		}
+	}
+	cs.failing = false
+	return true
 }
 
-// complete records the backbone's answer for p and, in publish order,
-// delivers locally every accepted message at the head of its channel's queue
-// and reports every finished publish to its publisher.
-func (c *core) complete(st *stripe, p *pendingPub, err error) {
-	st.mu.Lock()
-	p.finished, p.err = true, err
-	cs := st.chanLocked(p.m.Channel)
-	var ready []*pendingPub
+// completeLocked moves the finished publishes at the head of cs's queue to
+// the outbox, in publish order: accepted ones are delivered locally, then
+// reported; refused ones are reported.
+func (c *core) completeLocked(st *stripe, cs *chanState) {
 	for len(cs.pending) > 0 && cs.pending[0].finished {
 		h := cs.pending[0]
 		cs.pending[0] = nil
 		cs.pending = cs.pending[1:]
 		if h.err == nil {
 			c.stats.Published.Add(1)
-			c.deliverLocked(st, h.m)
+			c.acceptLocked(st, cs, h.m, h)
 		} else {
 			c.stats.PublishErrors.Add(1)
+			cs.outbox = append(cs.outbox, outItem{p: h})
 		}
-		ready = append(ready, h)
-	}
-	st.mu.Unlock()
-	for _, h := range ready {
-		h.done(h.err)
 	}
 }

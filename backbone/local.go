@@ -11,6 +11,7 @@ import (
 // LocalConfig configures the in-process backbone. The zero value is ready.
 type LocalConfig struct {
 	Dedup  DedupConfig
+	Order  OrderConfig
 	Logger *slog.Logger
 	Now    func() time.Time // clock; nil means time.Now
 }
@@ -25,7 +26,7 @@ type Local struct {
 // NewLocal returns an in-process backbone.
 func NewLocal(cfg LocalConfig) *Local {
 	l := &Local{}
-	l.init(cfg.Dedup, cfg.Logger, cfg.Now)
+	l.init(cfg.Dedup, cfg.Order, cfg.Logger, cfg.Now)
 	return l
 }
 
@@ -35,19 +36,26 @@ func (l *Local) Start(_ context.Context, deliver DeliverFunc) error {
 	return nil
 }
 
-// Publish stamps m with its position, delivers it and calls done(nil)
-// before returning. A message ID already delivered within the dedup window
+// Publish stamps m with its position, delivers it and calls done(nil),
+// before returning unless another goroutine is delivering on the channel at
+// that moment (that goroutine then delivers and reports it, in order). A message ID already delivered within the dedup window
 // is acknowledged without being delivered again.
 func (l *Local) Publish(m *codec.Message, done DoneFunc) {
 	st := l.stripeFor(m.Channel)
 	st.mu.Lock()
 	p, action := l.enqueueLocked(st, m, done)
+	cs := st.chanLocked(m.Channel)
+	if action == sendIt {
+		l.finishLocked(cs, p, nil)
+	}
+	l.completeLocked(st, cs)
+	run := claimLocked(cs)
 	st.mu.Unlock()
-	switch action {
-	case sendIt:
-		l.complete(st, p, nil)
-	case ackAtOnce:
+	if action == ackAtOnce {
 		done(nil)
+	}
+	if run {
+		l.drain(st, cs)
 	}
 }
 

@@ -41,19 +41,29 @@ type RelayConfig struct {
 	// "<prefix>-<k>-<EdgeID>". Required, unique among live edges: letters,
 	// digits and '-', at most 64 bytes.
 	EdgeID string
-	// CreateTopics makes the edge create missing shard topics at start
-	// (convenient with emulators; in production the topics come from deploy/).
+	// CreateTopics makes the edge create missing shard topics, at start and
+	// whenever one is found missing (convenient with emulators; in
+	// production the topics come from deploy/ and the edge's service
+	// account need not be allowed to create them).
 	CreateTopics bool
 	// SubscriptionTTL is the expiration policy of this edge's subscriptions:
 	// they are deleted by Pub/Sub after this long without a subscriber
 	// (default 24h, the service's minimum).
 	SubscriptionTTL time.Duration
-	// AckDeadline of the subscriptions (default 10s, the minimum).
+	// AckDeadline of the subscriptions, and the most the client library
+	// extends a lease at a time (default 10s, the minimum). It bounds how
+	// long messages leased to a stream that broke (a network cut, a killed
+	// edge) wait before Pub/Sub redelivers them.
 	AckDeadline time.Duration
-	// SubscriptionCheck is how often the edge checks that its subscriptions
-	// still exist, creating again any that was deleted or expired; the
-	// checks also tell whether Pub/Sub is reachable (Healthy). Default 15s.
+	// SubscriptionCheck is how often the edge checks the backbone: one of
+	// its subscriptions in turn (a missing one makes it check, and create
+	// again, all of them and the topics it may create). The checks and
+	// every publish outcome tell whether Pub/Sub is reachable (Healthy).
+	// Default 5s.
 	SubscriptionCheck time.Duration
+	// CheckTimeout bounds one check (default 2s: a reachable Pub/Sub
+	// answers in milliseconds).
+	CheckTimeout time.Duration
 	// PublishDelay is the batching delay of the publisher (default 1ms; the
 	// library's 10ms is too slow for odds).
 	PublishDelay time.Duration
@@ -65,6 +75,7 @@ type RelayConfig struct {
 	MaxPendingPublishes int
 
 	Dedup  DedupConfig
+	Order  OrderConfig
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -90,8 +101,14 @@ func (c *RelayConfig) setDefaults() error {
 	if c.AckDeadline <= 0 {
 		c.AckDeadline = 10 * time.Second
 	}
+	if c.AckDeadline < 10*time.Second || c.AckDeadline > 600*time.Second {
+		return fmt.Errorf("backbone: AckDeadline %v must be between 10s and 600s", c.AckDeadline)
+	}
 	if c.SubscriptionCheck <= 0 {
-		c.SubscriptionCheck = 15 * time.Second
+		c.SubscriptionCheck = 5 * time.Second
+	}
+	if c.CheckTimeout <= 0 {
+		c.CheckTimeout = 2 * time.Second
 	}
 	if c.PublishDelay <= 0 {
 		c.PublishDelay = time.Millisecond
@@ -117,10 +134,15 @@ type Relay struct {
 	restartMu sync.Mutex           // guards restart
 	restart   []context.CancelFunc // restart[i] restarts subNames[i]'s Receive
 
-	unhealthy atomic.Pointer[error] // why Pub/Sub is unreachable; nil when it is
+	healthMu  sync.Mutex // guards the fields below; a leaf lock
+	pubErr    error      // the last publish failure, until a publish succeeds
+	checkErr  error      // the last check's failure, until a check succeeds
+	unhealthy bool       // logged as unhealthy
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	closed  atomic.Bool // set under every stripe's lock in turn: a Publish after Close refuses
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // receivers and the checker
+	waiters sync.WaitGroup // publish outcome collectors
 }
 
 // NewRelay connects to Pub/Sub, creates the shard topics if configured to,
@@ -150,10 +172,28 @@ func NewRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 		return nil, fmt.Errorf("backbone: pubsub client: %w", err)
 	}
 	r := &Relay{cfg: cfg, client: client}
-	r.init(cfg.Dedup, cfg.Logger, cfg.Now)
-	if err := r.setup(ctx); err != nil {
-		client.Close()
-		return nil, err
+	r.init(cfg.Dedup, cfg.Order, cfg.Logger, cfg.Now)
+	for k := 0; k < cfg.Shards; k++ {
+		r.subNames = append(r.subNames, fmt.Sprintf("projects/%s/subscriptions/%s-%d-%s", cfg.Project, cfg.TopicPrefix, k, cfg.EdgeID))
+		r.subTopics = append(r.subTopics, r.topicName(k))
+		p := client.Publisher(r.topicName(k))
+		p.EnableMessageOrdering = true
+		p.PublishSettings.DelayThreshold = cfg.PublishDelay
+		p.PublishSettings.CountThreshold = 100
+		p.PublishSettings.Timeout = cfg.PublishTimeout
+		p.PublishSettings.FlowControlSettings = pubsub.FlowControlSettings{
+			MaxOutstandingMessages: cfg.MaxPendingPublishes,
+			MaxOutstandingBytes:    -1,
+			LimitExceededBehavior:  pubsub.FlowControlSignalError,
+		}
+		r.publishers = append(r.publishers, p)
+	}
+	for k := range cfg.Shards {
+		if err := r.ensure(ctx, k); err != nil {
+			r.stopPublishers()
+			client.Close()
+			return nil, err
+		}
 	}
 	return r, nil
 }
@@ -162,51 +202,30 @@ func (r *Relay) topicName(k int) string {
 	return fmt.Sprintf("projects/%s/topics/%s-%d", r.cfg.Project, r.cfg.TopicPrefix, k)
 }
 
-func (r *Relay) setup(ctx context.Context) error {
-	for k := 0; k < r.cfg.Shards; k++ {
-		topic := r.topicName(k)
-		if r.cfg.CreateTopics {
-			_, err := r.client.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic})
-			if err != nil && status.Code(err) != codes.AlreadyExists {
-				return fmt.Errorf("backbone: create topic %s: %w", topic, err)
-			}
+// ensure makes shard k usable: its topic (if this edge may create topics)
+// and this edge's subscription to it, reusing what exists.
+func (r *Relay) ensure(ctx context.Context, k int) error {
+	if r.cfg.CreateTopics {
+		_, err := r.client.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: r.subTopics[k]})
+		if err != nil && status.Code(err) != codes.AlreadyExists {
+			return fmt.Errorf("backbone: create topic %s: %w", r.subTopics[k], err)
 		}
-		sub := fmt.Sprintf("projects/%s/subscriptions/%s-%d-%s", r.cfg.Project, r.cfg.TopicPrefix, k, r.cfg.EdgeID)
-		if err := r.createSubscription(ctx, sub, topic); err != nil {
-			return err
-		}
-		r.subNames = append(r.subNames, sub)
-		r.subTopics = append(r.subTopics, topic)
-
-		p := r.client.Publisher(topic)
-		p.EnableMessageOrdering = true
-		p.PublishSettings.DelayThreshold = r.cfg.PublishDelay
-		p.PublishSettings.CountThreshold = 100
-		p.PublishSettings.Timeout = r.cfg.PublishTimeout
-		p.PublishSettings.FlowControlSettings = pubsub.FlowControlSettings{
-			MaxOutstandingMessages: r.cfg.MaxPendingPublishes,
-			MaxOutstandingBytes:    -1,
-			LimitExceededBehavior:  pubsub.FlowControlSignalError,
-		}
-		r.publishers = append(r.publishers, p)
 	}
-	return nil
-}
-
-// createSubscription creates one of this edge's ordered subscriptions; an
-// existing one is reused.
-func (r *Relay) createSubscription(ctx context.Context, sub, topic string) error {
 	_, err := r.client.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
-		Name:                  sub,
-		Topic:                 topic,
+		Name:                  r.subNames[k],
+		Topic:                 r.subTopics[k],
 		EnableMessageOrdering: true,
 		AckDeadlineSeconds:    int32(r.cfg.AckDeadline / time.Second),
 		ExpirationPolicy:      &pubsubpb.ExpirationPolicy{Ttl: durationpb.New(r.cfg.SubscriptionTTL)},
 	})
-	if err != nil && status.Code(err) != codes.AlreadyExists {
-		return fmt.Errorf("backbone: create subscription %s: %w", sub, err)
+	switch {
+	case err == nil, status.Code(err) == codes.AlreadyExists:
+		return nil
+	case status.Code(err) == codes.NotFound && !r.cfg.CreateTopics:
+		return fmt.Errorf("backbone: topic %s does not exist and this edge may not create topics (-pubsub-create-topics): create it (deploy/): %w", r.subTopics[k], err)
+	default:
+		return fmt.Errorf("backbone: create subscription %s: %w", r.subNames[k], err)
 	}
-	return nil
 }
 
 func (r *Relay) shard(channel string) int {
@@ -224,13 +243,20 @@ func (r *Relay) Start(ctx context.Context, deliver DeliverFunc) error {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		r.checkSubscriptions(ctx)
+		r.checkLoop(ctx)
 	}()
 	for i, name := range r.subNames {
-		topic := r.subTopics[i]
 		sub := r.client.Subscriber(name)
 		sub.ReceiveSettings.NumGoroutines = 1
 		sub.ReceiveSettings.MaxOutstandingMessages = 10000
+		// Leases are extended by the ack deadline at a time, never more, so
+		// that what a broken stream or a killed edge had leased is
+		// redelivered within about one ack deadline. (The library's own
+		// choice follows its ack-latency percentiles and can reach minutes.)
+		// The callback hands a message off at once, so leases are short.
+		sub.ReceiveSettings.MinDurationPerAckExtension = r.cfg.AckDeadline
+		sub.ReceiveSettings.MaxDurationPerAckExtension = r.cfg.AckDeadline
+		sub.ReceiveSettings.MaxExtension = time.Minute
 		// Callbacks return at once; on stop, give pending acks a moment to
 		// flush, not forever (the subscription is deleted next anyway, and a
 		// redelivery would be deduplicated).
@@ -241,18 +267,18 @@ func (r *Relay) Start(ctx context.Context, deliver DeliverFunc) error {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			r.receive(ctx, i, sub, topic)
+			r.receiveLoop(ctx, i, sub)
 		}()
 	}
 	return nil
 }
 
-// receive runs one subscription's Receive until ctx ends, restarting it
-// after non-retryable errors. A subscription that no longer exists (deleted
-// by hand, or expired after a long outage) is created again: messages
-// published meanwhile are lost to this edge, and its positions tracking
-// reports the gap.
-func (r *Relay) receive(ctx context.Context, i int, sub *pubsub.Subscriber, topic string) {
+// receiveLoop runs one subscription's Receive until ctx ends, restarting it
+// after errors. A subscription (or topic) that no longer exists (deleted by
+// hand, expired after a long outage, or a restarted emulator) is created
+// again where this edge may: messages published meanwhile are lost to this
+// edge, and the gap is signalled to subscribers of the origins it knows.
+func (r *Relay) receiveLoop(ctx context.Context, i int, sub *pubsub.Subscriber) {
 	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
 		rctx, restart := context.WithCancel(ctx)
 		r.restartMu.Lock()
@@ -268,11 +294,15 @@ func (r *Relay) receive(ctx context.Context, i int, sub *pubsub.Subscriber, topi
 			continue
 		}
 		if status.Code(err) == codes.NotFound {
-			r.log.Error("backbone: subscription gone; creating it again", "subscription", sub.String(), "err", err)
-			if cerr := r.createSubscription(ctx, sub.String(), topic); cerr != nil {
-				r.log.Error("backbone: recreate subscription", "err", cerr)
+			r.log.Error("backbone: subscription gone; creating it again (messages published meanwhile are lost to this edge)", "subscription", sub.ID(), "err", err)
+			cctx, cancel := context.WithTimeout(ctx, r.cfg.CheckTimeout)
+			err = r.ensure(cctx, i)
+			cancel()
+			if err != nil {
+				r.log.Error("backbone: recreate subscription", "err", err)
 			}
 		}
+		r.setCheck(fmt.Errorf("receive from %s: %w", sub.ID(), err))
 		r.log.Warn("backbone: receive stopped; restarting", "subscription", sub.ID(), "err", err, "in", delay)
 		select {
 		case <-ctx.Done():
@@ -282,68 +312,109 @@ func (r *Relay) receive(ctx context.Context, i int, sub *pubsub.Subscriber, topi
 	}
 }
 
-// checkSubscriptions creates again, every SubscriptionCheck, any of this
-// edge's subscriptions that no longer exists, and restarts its Receive
-// (some servers keep a stream to a deleted subscription open and silent).
-func (r *Relay) checkSubscriptions(ctx context.Context) {
+// checkLoop checks, every SubscriptionCheck, one of this edge's
+// subscriptions in turn: an answer tells that Pub/Sub is reachable; a
+// subscription found missing makes it check, and create again, all of them
+// (a restarted emulator, an expiry after a long outage).
+func (r *Relay) checkLoop(ctx context.Context) {
 	t := time.NewTicker(r.cfg.SubscriptionCheck)
 	defer t.Stop()
-	for {
+	for next := 0; ; next = (next + 1) % len(r.subNames) {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		var failed error
-		for i, name := range r.subNames {
-			cctx, cancel := context.WithTimeout(ctx, checkTimeout)
-			_, err := r.client.SubscriptionAdminClient.GetSubscription(cctx, &pubsubpb.GetSubscriptionRequest{Subscription: name})
-			cancel()
-			if err != nil && status.Code(err) != codes.NotFound && ctx.Err() == nil {
-				failed = err
-			}
+		err := r.checkOne(ctx, next)
+		if status.Code(err) == codes.NotFound {
+			err = r.checkAll(ctx)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		r.setCheck(err)
+	}
+}
+
+func (r *Relay) checkOne(ctx context.Context, i int) error {
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.CheckTimeout)
+	defer cancel()
+	_, err := r.client.SubscriptionAdminClient.GetSubscription(cctx, &pubsubpb.GetSubscriptionRequest{Subscription: r.subNames[i]})
+	if err != nil {
+		return fmt.Errorf("check %s: %w", r.subNames[i], err)
+	}
+	return nil
+}
+
+// checkAll checks every subscription at once and creates again those that
+// are missing, restarting their Receive (some servers keep a stream to a
+// deleted subscription open and silent).
+func (r *Relay) checkAll(ctx context.Context) error {
+	errs := make([]error, len(r.subNames))
+	var wg sync.WaitGroup
+	for i := range r.subNames {
+		wg.Go(func() {
+			err := r.checkOne(ctx, i)
 			if status.Code(err) != codes.NotFound {
-				continue
+				errs[i] = err
+				return
 			}
-			r.log.Error("backbone: subscription gone; creating it again (messages published meanwhile are lost to this edge)", "subscription", name)
-			if err := r.createSubscription(ctx, name, r.subTopics[i]); err != nil {
-				r.log.Error("backbone: recreate subscription", "err", err)
-				continue
+			r.log.Error("backbone: subscription gone; creating it again (messages published meanwhile are lost to this edge)", "subscription", r.subNames[i])
+			cctx, cancel := context.WithTimeout(ctx, r.cfg.CheckTimeout)
+			defer cancel()
+			if errs[i] = r.ensure(cctx, i); errs[i] != nil {
+				return
 			}
 			r.restartMu.Lock()
 			if f := r.restart[i]; f != nil {
 				f()
 			}
 			r.restartMu.Unlock()
-		}
-		r.setHealth(failed)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (r *Relay) setCheck(err error) {
+	r.healthMu.Lock()
+	r.checkErr = err
+	r.logHealthLocked()
+	r.healthMu.Unlock()
+}
+
+func (r *Relay) publishHealth(err error) {
+	r.healthMu.Lock()
+	r.pubErr = err
+	r.logHealthLocked()
+	r.healthMu.Unlock()
+}
+
+func (r *Relay) healthLocked() error {
+	return errors.Join(r.checkErr, r.pubErr)
+}
+
+func (r *Relay) logHealthLocked() {
+	err := r.healthLocked()
+	switch {
+	case err != nil && !r.unhealthy:
+		r.unhealthy = true
+		r.log.Error("backbone: Pub/Sub unusable", "err", err)
+	case err == nil && r.unhealthy:
+		r.unhealthy = false
+		r.log.Info("backbone: Pub/Sub usable again")
 	}
 }
 
-// checkTimeout bounds one subscription check: a reachable Pub/Sub answers
-// in milliseconds.
-const checkTimeout = 5 * time.Second
-
-func (r *Relay) setHealth(err error) {
-	if err == nil {
-		if r.unhealthy.Swap(nil) != nil {
-			r.log.Info("backbone: Pub/Sub reachable again")
-		}
-		return
-	}
-	if r.unhealthy.Swap(&err) == nil {
-		r.log.Error("backbone: Pub/Sub unreachable", "err", err)
-	}
-}
-
-// Healthy returns nil while Pub/Sub is reachable, or why it is not: the last
-// subscription check or publish failed. The edge reports itself unready
-// meanwhile, so load balancers and GeoDNS send clients elsewhere.
+// Healthy returns nil while Pub/Sub is usable, or why it is not: the last
+// check of a subscription failed or a Receive stopped with an error (until a
+// check succeeds), or the last publish failed at Pub/Sub (until one
+// succeeds). The edge reports itself unready meanwhile, so load balancers
+// and GeoDNS send clients elsewhere.
 func (r *Relay) Healthy() error {
-	if p := r.unhealthy.Load(); p != nil {
-		return *p
-	}
-	return nil
+	r.healthMu.Lock()
+	defer r.healthMu.Unlock()
+	return r.healthLocked()
 }
 
 func (r *Relay) onMessage(_ context.Context, pm *pubsub.Message) {
@@ -355,10 +426,9 @@ func (r *Relay) onMessage(_ context.Context, pm *pubsub.Message) {
 		pm.Ack()
 		return
 	}
-	st := r.stripeFor(m.Channel)
-	st.mu.Lock()
-	r.deliverLocked(st, &m)
-	st.mu.Unlock()
+	// Acked once it is in the edge's hands (delivered or held back): an
+	// edge that dies loses its subscribers and history anyway.
+	r.receive(&m)
 	pm.Ack()
 }
 
@@ -367,60 +437,137 @@ func (r *Relay) onMessage(_ context.Context, pm *pubsub.Message) {
 // after Pub/Sub accepted m and it was delivered to this edge's subscribers;
 // the copy that comes back through the subscription is dropped as a
 // duplicate. A message ID already accepted, or in flight, within the dedup
-// window is acknowledged without being sent again. After a failure the channel's ordering key is resumed, so later
-// publishes go through; publishes already queued behind the failed one fail
-// too (the library pauses the key), which keeps order: nothing accepted
-// overtakes a failure the publisher has not yet seen.
+// window is acknowledged without being sent again.
+//
+// After a failure, nothing accepted overtakes it: the library pauses the
+// channel's ordering key (failing what is queued behind), and until every
+// publish sent before the failure was known has its outcome the channel
+// refuses new publishes itself; only then is the key resumed. So the
+// accepted publishes of a channel are always a prefix of each publisher's
+// sequence up to its first refusal.
 func (r *Relay) Publish(m *codec.Message, done DoneFunc) {
-	pub := r.publishers[r.shard(m.Channel)]
+	k := r.shard(m.Channel)
+	pub := r.publishers[k]
 	st := r.stripeFor(m.Channel)
 	st.mu.Lock()
-	p, action := r.enqueueLocked(st, m, done)
-	if action != sendIt {
+	if r.closed.Load() {
 		st.mu.Unlock()
-		if action == ackAtOnce {
-			done(nil)
-		}
+		done(codec.Errorf(codec.CodeBackboneUnavailable, "the edge is shutting down"))
 		return
 	}
-	env := codec.EncodeEnvelope(m)
-	res := pub.Publish(context.Background(), &pubsub.Message{
-		Data:        env.Data,
-		Attributes:  env.Attributes,
-		OrderingKey: env.OrderingKey,
-	})
-	st.mu.Unlock()
-	go func() {
-		_, err := res.Get(context.Background())
-		if err == nil {
-			r.setHealth(nil)
-		} else {
-			var paused pubsub.ErrPublishingPaused
-			if !errors.As(err, &paused) && !errors.Is(err, pubsub.ErrFlowControllerMaxOutstandingMessages) {
-				r.setHealth(err)
+	p, action := r.enqueueLocked(st, m, done)
+	cs := st.chanLocked(m.Channel)
+	switch action {
+	case ackAtOnce:
+		st.mu.Unlock()
+		done(nil)
+		return
+	case joined:
+		st.mu.Unlock()
+		return
+	case sendIt:
+		env := codec.EncodeEnvelope(m)
+		res := pub.Publish(context.Background(), &pubsub.Message{
+			Data:        env.Data,
+			Attributes:  env.Attributes,
+			OrderingKey: env.OrderingKey,
+		})
+		p.sent, p.res = true, res
+		// Flow control refuses at once, without pausing the key: make the
+		// refusal take effect before the next publish on the channel.
+		select {
+		case <-res.Ready():
+			if _, err := res.Get(context.Background()); err != nil {
+				r.finishSendLocked(k, cs, p, err)
 			}
-			// Resume the key and lower the next Prev under the stripe lock,
-			// before any later publish on this channel is stamped.
-			st.mu.Lock()
-			r.failedLocked(st, p)
-			pub.ResumePublish(m.Channel)
-			st.mu.Unlock()
-			err = r.publishError(m.Channel, err)
+		default:
 		}
-		r.complete(st, p, err)
-	}()
+		if !cs.waiting && !p.finished {
+			cs.waiting = true
+			r.waiters.Add(1)
+			go r.collect(k, st, cs)
+		}
+	}
+	r.completeLocked(st, cs)
+	run := claimLocked(cs)
+	st.mu.Unlock()
+	if run {
+		r.drain(st, cs)
+	}
 }
 
-func (r *Relay) publishError(channel string, err error) error {
+// collect waits, in publish order, for the outcomes of cs's publishes in
+// flight, and returns when none is left. One runs per channel with
+// publishes in flight; Close joins them.
+func (r *Relay) collect(k int, st *stripe, cs *chanState) {
+	defer r.waiters.Done()
+	for {
+		st.mu.Lock()
+		var p *pendingPub
+		for _, q := range cs.pending {
+			if !q.finished {
+				p = q
+				break
+			}
+		}
+		if p == nil {
+			cs.waiting = false
+			st.mu.Unlock()
+			return
+		}
+		res := p.res.(*pubsub.PublishResult)
+		st.mu.Unlock()
+		_, err := res.Get(context.Background())
+		st.mu.Lock()
+		if !p.finished {
+			r.finishSendLocked(k, cs, p, err)
+		}
+		r.completeLocked(st, cs)
+		run := claimLocked(cs)
+		st.mu.Unlock()
+		if run {
+			r.drain(st, cs)
+		}
+	}
+}
+
+// finishSendLocked records the outcome of a send, and resumes the channel's
+// ordering key once a failure streak is over.
+func (r *Relay) finishSendLocked(k int, cs *chanState, p *pendingPub, err error) {
+	if err != nil {
+		err = r.publishError(k, cs.name, err)
+	} else {
+		r.publishHealth(nil)
+	}
+	if r.finishLocked(cs, p, err) {
+		r.publishers[k].ResumePublish(cs.name)
+	}
+}
+
+// publishError turns a publish failure into what the publisher is told,
+// and notes what it says about Pub/Sub's health. A missing topic is
+// created again where this edge may.
+func (r *Relay) publishError(k int, channel string, err error) error {
 	var paused pubsub.ErrPublishingPaused
 	switch {
 	case errors.Is(err, pubsub.ErrFlowControllerMaxOutstandingMessages):
 		return codec.Errorf(codec.CodeBackboneUnavailable, "too many publishes in flight on this edge (%d); slow down and retry", r.cfg.MaxPendingPublishes)
 	case errors.As(err, &paused):
-		return codec.Errorf(codec.CodeBackboneUnavailable, "an earlier publish on this channel failed; publish again")
+		return errEarlierFailed
+	case errors.Is(err, pubsub.ErrPublisherStopped):
+		return codec.Errorf(codec.CodeBackboneUnavailable, "the edge is shutting down")
+	}
+	r.publishHealth(err)
+	switch {
 	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.DeadlineExceeded:
 		r.log.Warn("backbone: publish timed out", "channel", channel, "err", err)
 		return codec.Errorf(codec.CodePublishTimeout, "the backbone did not accept the message within %v", r.cfg.PublishTimeout)
+	case status.Code(err) == codes.NotFound:
+		r.log.Error("backbone: topic missing", "topic", r.subTopics[k], "err", err)
+		if r.cfg.CreateTopics {
+			go r.checkAll(context.Background())
+		}
+		return codec.Errorf(codec.CodeBackboneUnavailable, "the backbone refused the message: %s", status.Code(err))
 	default:
 		r.log.Warn("backbone: publish failed", "channel", channel, "err", err)
 		return codec.Errorf(codec.CodeBackboneUnavailable, "the backbone refused the message: %s", status.Code(err))
@@ -430,17 +577,28 @@ func (r *Relay) publishError(channel string, err error) error {
 // Stats returns the backbone's counters.
 func (r *Relay) Stats() *Stats { return &r.stats }
 
-// Close stops receiving, flushes and stops the publishers, deletes this
-// edge's subscriptions (a crashed edge's expire by their TTL instead) and
-// closes the client.
+func (r *Relay) stopPublishers() {
+	for _, p := range r.publishers {
+		p.Stop()
+	}
+}
+
+// Close stops receiving, refuses new publishes, flushes and stops the
+// publishers (reporting every publish in flight), deletes this edge's
+// subscriptions (a crashed edge's expire by their TTL instead) and closes
+// the client. It returns once no goroutine of the relay is left.
 func (r *Relay) Close(ctx context.Context) error {
+	for i := range r.stripes {
+		r.stripes[i].mu.Lock()
+		r.closed.Store(true)
+		r.stripes[i].mu.Unlock()
+	}
 	if r.cancel != nil {
 		r.cancel()
 	}
 	r.wg.Wait()
-	for _, p := range r.publishers {
-		p.Stop()
-	}
+	r.stopPublishers()
+	r.waiters.Wait()
 	var errs []error
 	for _, name := range r.subNames {
 		err := r.client.SubscriptionAdminClient.DeleteSubscription(ctx, &pubsubpb.DeleteSubscriptionRequest{Subscription: name})
