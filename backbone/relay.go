@@ -143,6 +143,9 @@ type Relay struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // receivers and the checker
 	waiters sync.WaitGroup // publish outcome collectors
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // NewRelay connects to Pub/Sub, creates the shard topics if configured to,
@@ -588,6 +591,11 @@ func (r *Relay) stopPublishers() {
 // subscriptions (a crashed edge's expire by their TTL instead) and closes
 // the client. It returns once no goroutine of the relay is left.
 func (r *Relay) Close(ctx context.Context) error {
+	r.closeOnce.Do(func() { r.closeErr = r.close(ctx) })
+	return r.closeErr
+}
+
+func (r *Relay) close(ctx context.Context) error {
 	for i := range r.stripes {
 		r.stripes[i].mu.Lock()
 		r.closed.Store(true)

@@ -12,6 +12,9 @@ type Config struct {
 	// 64 KiB). Larger frames are refused with frame_too_large and skipped;
 	// the connection goes on.
 	MaxFrameSize int
+	// MaxBatch bounds the messages of one HTTP publish request (default
+	// 1000). A larger batch is refused whole, before anything is published.
+	MaxBatch int
 	// MaxChannelsPerConn bounds the channels one connection may attach
 	// (default 512).
 	MaxChannelsPerConn int
@@ -87,6 +90,7 @@ func (c *Config) setDefaults() error {
 	}
 	def(&c.MaxFrameSize, 64<<10)
 	def(&c.MaxChannelsPerConn, 512)
+	def(&c.MaxBatch, 1000)
 	def(&c.SendQueueBytes, 1<<20)
 	def(&c.MaxErrors, 10)
 	def(&c.ReadBufferSize, 1024)

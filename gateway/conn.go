@@ -43,6 +43,7 @@ type conn struct {
 
 	// Owned by the reader goroutine.
 	attached  map[string]codec.AttachOptions
+	order     publishOrder // refusals not yet retried, per channel
 	errCount  int
 	errWindow time.Time
 

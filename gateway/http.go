@@ -202,6 +202,10 @@ func (s *Server) servePublish(ctx *fasthttp.RequestCtx, channel string) {
 	if len(msgs) == 0 {
 		msgs = []httpMessage{body.httpMessage}
 	}
+	if len(msgs) > s.cfg.MaxBatch {
+		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, codec.Errorf(codec.CodeFrameTooLarge, "batch has %d messages; the limit is %d: split it, and send the next part once this one is acknowledged", len(msgs), s.cfg.MaxBatch))
+		return
+	}
 	batch := make([]codec.Message, len(msgs))
 	for i, hm := range msgs {
 		if len(hm.Data) > s.cfg.MaxFrameSize {

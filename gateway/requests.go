@@ -1,6 +1,10 @@
 package gateway
 
-import "github.com/feedgate/feedgate/codec"
+import (
+	"sync"
+
+	"github.com/feedgate/feedgate/codec"
+)
 
 // handle decodes and executes one client frame. Runs on the reader goroutine.
 func (c *conn) handle(b []byte) {
@@ -60,6 +64,7 @@ func (c *conn) attach(fr *codec.Frame) {
 		return
 	}
 	c.attached[fr.Channel] = fr.Options
+	c.order.reset(fr.Channel)
 	for !c.srv.hub.get(fr.Channel, true).attach(c, fr.Ref, fr.Options) {
 		// Swept between the lookup and the attach: look again.
 	}
@@ -71,6 +76,7 @@ func (c *conn) detach(fr *codec.Frame) {
 		return
 	}
 	delete(c.attached, fr.Channel)
+	c.order.reset(fr.Channel)
 	c.srv.hub.get(fr.Channel, true).detach(c, fr.Ref)
 }
 
@@ -94,12 +100,69 @@ func (c *conn) publish(fr *codec.Frame) {
 		return
 	}
 	ref, ch := fr.Ref, fr.Channel
+	if first := c.order.admit(ch, m.ID); first != "" {
+		c.send(&codec.Frame{Type: codec.FrameNack, Ref: ref, Channel: ch, Msg: codec.Message{ID: m.ID},
+			Err: codec.Errorf(codec.CodeBackboneUnavailable, "an earlier publish on this channel was refused (id %q); publish again from it", first)})
+		return
+	}
 	c.srv.publish(&m, func(id string, err error) {
 		if err != nil {
 			e := codec.AsError(err)
-			c.send(&codec.Frame{Type: codec.FrameNack, Ref: ref, Channel: ch, Err: e})
+			if e.Code == codec.CodeBackboneUnavailable || e.Code == codec.CodePublishTimeout {
+				c.order.refused(ch, id)
+			}
+			c.send(&codec.Frame{Type: codec.FrameNack, Ref: ref, Channel: ch, Msg: codec.Message{ID: id}, Err: e})
 			return
 		}
 		c.send(&codec.Frame{Type: codec.FrameAck, Ref: ref, Channel: ch, Msg: codec.Message{ID: id}})
 	})
+}
+
+// publishOrder keeps one connection's publishes in order across a refusal:
+// once the backbone refused a publish on a channel, the connection's later
+// publishes on it are refused too, until the client publishes the refused
+// message again (same id). A client that pipelines publishes has sent more
+// before it reads the nack; without this, those could be accepted ahead of
+// the retry of the refused one.
+type publishOrder struct {
+	mu    sync.Mutex        // guards first
+	first map[string]string // channel -> id of its first refused publish
+}
+
+// admit reports "" if a publish of id on channel may go ahead, or the id of
+// the refused publish it would overtake. Publishing that id again lifts the
+// block.
+func (o *publishOrder) admit(channel, id string) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	first, ok := o.first[channel]
+	if !ok {
+		return ""
+	}
+	if id == first {
+		delete(o.first, channel)
+		return ""
+	}
+	return first
+}
+
+// refused records a retryable refusal of id on channel, unless an earlier
+// one is still waiting for its retry.
+func (o *publishOrder) refused(channel, id string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.first[channel]; ok {
+		return
+	}
+	if o.first == nil {
+		o.first = make(map[string]string)
+	}
+	o.first[channel] = id
+}
+
+// reset forgets channel's refusal (the client detached or attached it again).
+func (o *publishOrder) reset(channel string) {
+	o.mu.Lock()
+	delete(o.first, channel)
+	o.mu.Unlock()
 }

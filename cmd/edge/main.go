@@ -45,7 +45,7 @@ type options struct {
 	addr, debugAddr, metricsAddr, backbone, project, prefix, edgeID, apiKeys, logLevel string
 	shards                                                                             int
 	createTopics                                                                       bool
-	shutdownTimeout, heartbeat, publishTimeout, drainPeriod, historyAge                time.Duration
+	shutdownTimeout, heartbeat, publishTimeout, drainPeriod, historyAge, gapWait       time.Duration
 	historySize                                                                        int
 	sendQueue, maxFrame                                                                int
 }
@@ -77,6 +77,7 @@ func parseFlags() options {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", envDuration("EDGE_SHUTDOWN_TIMEOUT", 30*time.Second), "how long a graceful stop may take (env EDGE_SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&o.heartbeat, "heartbeat", envDuration("EDGE_HEARTBEAT", 20*time.Second), "heartbeat interval; clients silent for 3x this are dropped (env EDGE_HEARTBEAT)")
 	fs.DurationVar(&o.publishTimeout, "publish-timeout", envDuration("EDGE_PUBLISH_TIMEOUT", 5*time.Second), "how long a publish may wait for Pub/Sub before it is nacked (env EDGE_PUBLISH_TIMEOUT)")
+	fs.DurationVar(&o.gapWait, "gap-wait", envDuration("EDGE_GAP_WAIT", 15*time.Second), "how long a message that arrived ahead of a missing predecessor waits for it before subscribers are told of the loss (env EDGE_GAP_WAIT)")
 	fs.DurationVar(&o.drainPeriod, "drain-period", envDuration("EDGE_DRAIN_PERIOD", 5*time.Second), "on SIGTERM, spread the clients' reconnect-elsewhere disconnects over this long (env EDGE_DRAIN_PERIOD)")
 	fs.DurationVar(&o.historyAge, "history-age", envDuration("EDGE_HISTORY_AGE", 2*time.Minute), "keep each channel's messages this long for rewind and resume (env EDGE_HISTORY_AGE)")
 	fs.IntVar(&o.historySize, "history-size", envInt("EDGE_HISTORY_SIZE", 1000), "keep at most this many messages per channel (env EDGE_HISTORY_SIZE)")
@@ -105,6 +106,15 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// Whoever creates the backbone closes it, on every return: an edge that
+	// fails to start must not leave its subscriptions behind for their TTL.
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := bb.Close(cctx); err != nil {
+			log.Error("backbone close", "err", err)
+		}
+	}()
 	var keys []string
 	if o.apiKeys != "" {
 		keys = strings.Split(o.apiKeys, ",")
@@ -177,7 +187,7 @@ func run() error {
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("stopping: draining connections", "timeout", o.shutdownTimeout)
+	log.Info("stopping: draining connections", "timeout", o.shutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
 	return srv.Shutdown(sctx)
@@ -200,7 +210,7 @@ func newBackbone(ctx context.Context, o options, log *slog.Logger) (edgeBackbone
 	switch kind {
 	case "local":
 		log.Info("backbone: in-process (single edge)")
-		return backbone.NewLocal(backbone.LocalConfig{Logger: log}), nil
+		return backbone.NewLocal(backbone.LocalConfig{Logger: log, Order: backbone.OrderConfig{GapWait: o.gapWait}}), nil
 	case "pubsub":
 		if o.project == "" {
 			return nil, errors.New("-backbone pubsub needs -pubsub-project")
@@ -221,6 +231,7 @@ func newBackbone(ctx context.Context, o options, log *slog.Logger) (edgeBackbone
 			EdgeID:         id,
 			CreateTopics:   o.createTopics,
 			PublishTimeout: o.publishTimeout,
+			Order:          backbone.OrderConfig{GapWait: o.gapWait},
 			Logger:         log,
 		})
 	}
