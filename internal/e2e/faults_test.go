@@ -116,15 +116,25 @@ func TestBackboneDown(t *testing.T) {
 	}
 	acked := map[string][]int{}
 	seq := 0
+	refused := map[string]int{} // the first refused seq per channel, until retried
 	publish := func(ch string) error {
-		seq++
+		// After a nack, the documented retry: the refused message again,
+		// with the same id, before anything newer on the channel.
+		s, ok := refused[ch]
+		if !ok {
+			seq++
+			s = seq
+		}
 		// The bound: a publish must be answered (ack or nack) well within
 		// this; a hang fails the test.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_, err := pub.Publish(ctx, ch, fmt.Appendf(nil, `{"seq":%d}`, seq), client.PublishOptions{})
+		_, err := pub.Publish(ctx, ch, fmt.Appendf(nil, `{"seq":%d}`, s), client.PublishOptions{ID: fmt.Sprint("m", s)})
 		if err == nil {
-			acked[ch] = append(acked[ch], seq)
+			acked[ch] = append(acked[ch], s)
+			delete(refused, ch)
+		} else if !ok {
+			refused[ch] = s
 		}
 		return err
 	}
