@@ -98,6 +98,9 @@ type core struct {
 	stats   Stats
 	dedupN  atomic.Int64 // keys in all stripes' dedup caches
 	window  time.Duration
+	// resume, if set, is called (without locks) when a channel's failure
+	// streak is over.
+	resume func(channel string)
 }
 
 type stripe struct {
@@ -114,10 +117,12 @@ type chanState struct {
 	pending []*pendingPub // publishes awaiting their outcome, in publish order
 	nextSeq uint64        // Seq of this origin's next publish
 	prev    uint64        // Prev of this origin's next publish
-	// failing is set when a publish failed and cleared once every publish
-	// queued before the failure was known has its outcome: meanwhile new
-	// publishes are refused, so nothing accepted overtakes the failure.
-	failing bool
+	// failing is set when a publish failed, and cleared once no publish is
+	// pending and every refusal has been reported to its publisher:
+	// meanwhile new publishes are refused, so nothing accepted overtakes a
+	// failure before its publisher could know of it.
+	failing    bool
+	unreported int // refusals queued in outbox, not yet reported
 	waiting bool // a Relay goroutine collects pending outcomes
 
 	// Receiving, per origin.
@@ -152,6 +157,7 @@ type pendingPub struct {
 	m        *codec.Message
 	done     DoneFunc
 	sent     bool // handed to Pub/Sub; its outcome is awaited
+	retry    bool // its ID was already accepted: reported, not delivered
 	finished bool
 	err      error
 	res      publishResult
@@ -389,25 +395,41 @@ func claimLocked(cs *chanState) bool {
 
 // drain hands cs's outbox to the gateway and the publishers, in order,
 // without the stripe lock, until it is empty. One goroutine at a time
-// drains a channel, so calls for one channel never overlap.
+// drains a channel, so calls for one channel never overlap. Once the last
+// refusal of a failure streak is reported, the channel accepts publishes
+// again (and Relay resumes its ordering key).
 func (c *core) drain(st *stripe, cs *chanState) {
 	f := c.deliver.Load()
+	reported := 0
 	for {
 		st.mu.Lock()
+		cs.unreported -= reported
+		reported = 0
+		resume := cs.failing && len(cs.pending) == 0 && cs.unreported == 0
+		if resume {
+			cs.failing = false
+		}
 		items := cs.outbox
 		cs.outbox = nil
 		if len(items) == 0 {
 			cs.draining = false
-			st.mu.Unlock()
-			return
 		}
 		st.mu.Unlock()
+		if resume && c.resume != nil {
+			c.resume(cs.name)
+		}
+		if len(items) == 0 {
+			return
+		}
 		for _, it := range items {
 			if it.m != nil && f != nil {
 				(*f)(it.m)
 			}
 			if it.p != nil {
 				it.p.done(it.p.err)
+				if it.p.err != nil {
+					reported++
+				}
 			}
 		}
 	}
@@ -417,24 +439,18 @@ func (c *core) drain(st *stripe, cs *chanState) {
 type publishAction int
 
 const (
-	sendIt    publishAction = iota // send the new pending publish
-	ackAtOnce                      // the ID was already accepted: call done(nil)
-	joined                         // the ID is in flight: done joined that publish
-	refused                        // an earlier publish failed: p is finished with an error
+	sendIt  publishAction = iota // send the new pending publish
+	settled                      // p is finished: a retry of an accepted ID, or refused behind a failure
+	joined                       // the ID is in flight: done joined that publish
 )
 
-// enqueueLocked stamps m and appends it to its channel's publish queue,
-// unless its ID was already accepted or is in flight (a publisher's retry
-// is acknowledged without being sent, numbered or delivered again), or an
-// earlier publish on the channel failed and not every publish queued before
-// that was known has its outcome yet (then it is refused, in order).
-// st.mu must be held.
-func (c *core) enqueueLocked(st *stripe, m *codec.Message, done DoneFunc) (*pendingPub, publishAction) {
-	cs := st.chanLocked(m.Channel)
-	if st.dedup.has(m.DedupKey(), c.now()) {
-		c.stats.Retries.Add(1)
-		return nil, ackAtOnce
-	}
+// enqueueLocked appends m to its channel's publish queue and stamps it,
+// unless its ID was already accepted (a publisher's retry is acknowledged,
+// in order, without being sent, numbered or delivered again) or is in
+// flight (the retry joins that publish's outcome), or an earlier publish on
+// the channel failed and the channel still refuses (then it is refused, in
+// order). st.mu must be held.
+func (c *core) enqueueLocked(st *stripe, cs *chanState, m *codec.Message, done DoneFunc) (*pendingPub, publishAction) {
 	for _, p := range cs.pending {
 		if p.m.ID == m.ID {
 			c.stats.Retries.Add(1)
@@ -445,9 +461,14 @@ func (c *core) enqueueLocked(st *stripe, m *codec.Message, done DoneFunc) (*pend
 	}
 	p := &pendingPub{m: m, done: done}
 	cs.pending = append(cs.pending, p)
-	if cs.failing {
+	switch {
+	case st.dedup.has(m.DedupKey(), c.now()):
+		c.stats.Retries.Add(1)
+		p.finished, p.retry = true, true
+		return p, settled
+	case cs.failing:
 		p.finished, p.err = true, errEarlierFailed
-		return p, refused
+		return p, settled
 	}
 	c.stampLocked(cs, m)
 	return p, sendIt
@@ -457,26 +478,14 @@ func (c *core) enqueueLocked(st *stripe, m *codec.Message, done DoneFunc) (*pend
 var errEarlierFailed = codec.Errorf(codec.CodeBackboneUnavailable, "an earlier publish on this channel failed; publish again from the first refused message")
 
 // finishLocked records p's outcome. A failure makes the channel refuse new
-// publishes until every publish sent before it has its outcome, and lowers
-// the next Prev so receivers do not mistake refused messages for lost ones.
-// It reports whether the channel may accept publishes again (the failure
-// streak is over): the caller then resumes the ordering key.
-func (c *core) finishLocked(cs *chanState, p *pendingPub, err error) (resume bool) {
+// publishes (see chanState.failing), and lowers the next Prev so receivers
+// do not mistake refused messages for lost ones.
+func (c *core) finishLocked(cs *chanState, p *pendingPub, err error) {
 	p.finished, p.err = true, err
 	if err != nil {
 		cs.failing = true
 		cs.prev = min(cs.prev, p.m.Prev)
 	}
-	if !cs.failing {
-		return false
-	}
-	for _, q := range cs.pending {
-		if !q.finished {
-			return false
-		}
-	}
-	cs.failing = false
-	return true
 }
 
 // completeLocked moves the finished publishes at the head of cs's queue to
@@ -487,11 +496,15 @@ func (c *core) completeLocked(st *stripe, cs *chanState) {
 		h := cs.pending[0]
 		cs.pending[0] = nil
 		cs.pending = cs.pending[1:]
-		if h.err == nil {
+		switch {
+		case h.retry:
+			cs.outbox = append(cs.outbox, outItem{p: h})
+		case h.err == nil:
 			c.stats.Published.Add(1)
 			c.acceptLocked(st, cs, h.m, h)
-		} else {
+		default:
 			c.stats.PublishErrors.Add(1)
+			cs.unreported++
 			cs.outbox = append(cs.outbox, outItem{p: h})
 		}
 	}

@@ -38,22 +38,31 @@ func (l *Local) Start(_ context.Context, deliver DeliverFunc) error {
 
 // Publish stamps m with its position, delivers it and calls done(nil),
 // before returning unless another goroutine is delivering on the channel at
-// that moment (that goroutine then delivers and reports it, in order). A message ID already delivered within the dedup window
-// is acknowledged without being delivered again.
+// that moment (that goroutine then delivers and reports it, in order). A
+// message ID already delivered within the dedup window is acknowledged
+// without being delivered again.
 func (l *Local) Publish(m *codec.Message, done DoneFunc) {
-	st := l.stripeFor(m.Channel)
+	l.PublishBatch([]*codec.Message{m}, func(_ int, err error) { done(err) })
+}
+
+// PublishBatch publishes ms, all on one channel, as Publish does each, in
+// order; done(i, err) reports ms[i].
+func (l *Local) PublishBatch(ms []*codec.Message, done func(i int, err error)) {
+	if len(ms) == 0 {
+		return
+	}
+	st := l.stripeFor(ms[0].Channel)
 	st.mu.Lock()
-	p, action := l.enqueueLocked(st, m, done)
-	cs := st.chanLocked(m.Channel)
-	if action == sendIt {
-		l.finishLocked(cs, p, nil)
+	cs := st.chanLocked(ms[0].Channel)
+	for i, m := range ms {
+		p, action := l.enqueueLocked(st, cs, m, func(err error) { done(i, err) })
+		if action == sendIt {
+			l.finishLocked(cs, p, nil)
+		}
 	}
 	l.completeLocked(st, cs)
 	run := claimLocked(cs)
 	st.mu.Unlock()
-	if action == ackAtOnce {
-		done(nil)
-	}
 	if run {
 		l.drain(st, cs)
 	}

@@ -176,6 +176,7 @@ func NewRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	}
 	r := &Relay{cfg: cfg, client: client}
 	r.init(cfg.Dedup, cfg.Order, cfg.Logger, cfg.Now)
+	r.resume = func(channel string) { r.publishers[r.shard(channel)].ResumePublish(channel) }
 	for k := 0; k < cfg.Shards; k++ {
 		r.subNames = append(r.subNames, fmt.Sprintf("projects/%s/subscriptions/%s-%d-%s", cfg.Project, cfg.TopicPrefix, k, cfg.EdgeID))
 		r.subTopics = append(r.subTopics, r.topicName(k))
@@ -449,46 +450,31 @@ func (r *Relay) onMessage(_ context.Context, pm *pubsub.Message) {
 // accepted publishes of a channel are always a prefix of each publisher's
 // sequence up to its first refusal.
 func (r *Relay) Publish(m *codec.Message, done DoneFunc) {
-	k := r.shard(m.Channel)
-	pub := r.publishers[k]
-	st := r.stripeFor(m.Channel)
+	r.PublishBatch([]*codec.Message{m}, func(_ int, err error) { done(err) })
+}
+
+// PublishBatch publishes ms, all on one channel, as Publish does each, in
+// order and at once: no failure streak can end in the middle of the batch,
+// so its accepted messages are a prefix of it. done(i, err) reports ms[i].
+func (r *Relay) PublishBatch(ms []*codec.Message, done func(i int, err error)) {
+	if len(ms) == 0 {
+		return
+	}
+	k := r.shard(ms[0].Channel)
+	st := r.stripeFor(ms[0].Channel)
 	st.mu.Lock()
 	if r.closed.Load() {
 		st.mu.Unlock()
-		done(codec.Errorf(codec.CodeBackboneUnavailable, "the edge is shutting down"))
+		for i := range ms {
+			done(i, codec.Errorf(codec.CodeBackboneUnavailable, "the edge is shutting down"))
+		}
 		return
 	}
-	p, action := r.enqueueLocked(st, m, done)
-	cs := st.chanLocked(m.Channel)
-	switch action {
-	case ackAtOnce:
-		st.mu.Unlock()
-		done(nil)
-		return
-	case joined:
-		st.mu.Unlock()
-		return
-	case sendIt:
-		env := codec.EncodeEnvelope(m)
-		res := pub.Publish(context.Background(), &pubsub.Message{
-			Data:        env.Data,
-			Attributes:  env.Attributes,
-			OrderingKey: env.OrderingKey,
-		})
-		p.sent, p.res = true, res
-		// Flow control refuses at once, without pausing the key: make the
-		// refusal take effect before the next publish on the channel.
-		select {
-		case <-res.Ready():
-			if _, err := res.Get(context.Background()); err != nil {
-				r.finishSendLocked(k, cs, p, err)
-			}
-		default:
-		}
-		if !cs.waiting && !p.finished {
-			cs.waiting = true
-			r.waiters.Add(1)
-			go r.collect(k, st, cs)
+	cs := st.chanLocked(ms[0].Channel)
+	for i, m := range ms {
+		p, action := r.enqueueLocked(st, cs, m, func(err error) { done(i, err) })
+		if action == sendIt {
+			r.sendLocked(k, st, cs, p)
 		}
 	}
 	r.completeLocked(st, cs)
@@ -496,6 +482,32 @@ func (r *Relay) Publish(m *codec.Message, done DoneFunc) {
 	st.mu.Unlock()
 	if run {
 		r.drain(st, cs)
+	}
+}
+
+// sendLocked hands p to the SDK and makes sure its outcome is collected.
+func (r *Relay) sendLocked(k int, st *stripe, cs *chanState, p *pendingPub) {
+	env := codec.EncodeEnvelope(p.m)
+	res := r.publishers[k].Publish(context.Background(), &pubsub.Message{
+		Data:        env.Data,
+		Attributes:  env.Attributes,
+		OrderingKey: env.OrderingKey,
+	})
+	p.sent, p.res = true, res
+	// Flow control and a paused key refuse at once: make the refusal take
+	// effect before the next publish on the channel.
+	select {
+	case <-res.Ready():
+		if _, err := res.Get(context.Background()); err != nil {
+			r.finishSendLocked(k, cs, p, err)
+			return
+		}
+	default:
+	}
+	if !cs.waiting {
+		cs.waiting = true
+		r.waiters.Add(1)
+		go r.collect(k, st, cs)
 	}
 }
 
@@ -534,17 +546,14 @@ func (r *Relay) collect(k int, st *stripe, cs *chanState) {
 	}
 }
 
-// finishSendLocked records the outcome of a send, and resumes the channel's
-// ordering key once a failure streak is over.
+// finishSendLocked records the outcome of a send.
 func (r *Relay) finishSendLocked(k int, cs *chanState, p *pendingPub, err error) {
 	if err != nil {
 		err = r.publishError(k, cs.name, err)
 	} else {
 		r.publishHealth(nil)
 	}
-	if r.finishLocked(cs, p, err) {
-		r.publishers[k].ResumePublish(cs.name)
-	}
+	r.finishLocked(cs, p, err)
 }
 
 // publishError turns a publish failure into what the publisher is told,
@@ -567,8 +576,13 @@ func (r *Relay) publishError(k int, channel string, err error) error {
 		return codec.Errorf(codec.CodePublishTimeout, "the backbone did not accept the message within %v", r.cfg.PublishTimeout)
 	case status.Code(err) == codes.NotFound:
 		r.log.Error("backbone: topic missing", "topic", r.subTopics[k], "err", err)
-		if r.cfg.CreateTopics {
-			go r.checkAll(context.Background())
+		if r.cfg.CreateTopics && !r.closed.Load() {
+			// Under a stripe lock: Close has not passed it, so it waits.
+			r.wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*r.cfg.CheckTimeout)
+				defer cancel()
+				r.setCheck(r.checkAll(ctx))
+			})
 		}
 		return codec.Errorf(codec.CodeBackboneUnavailable, "the backbone refused the message: %s", status.Code(err))
 	default:

@@ -23,6 +23,16 @@ type Backbone interface {
 	Close(ctx context.Context) error
 }
 
+// BatchPublisher is an optional ability of a Backbone, used for HTTP
+// batches: PublishBatch publishes ms, all on one channel, like Publish each,
+// in order and as one step: once one is refused, every later one is refused
+// too, so the accepted messages are a prefix of ms. done(i, err) reports
+// ms[i], in order. Without it, a batch is published message by message and
+// stops at the first refusal it has been told of.
+type BatchPublisher interface {
+	PublishBatch(ms []*codec.Message, done func(i int, err error))
+}
+
 // HealthChecker is an optional ability of a Backbone: Healthy returns nil
 // while the backbone can relay, or why it cannot. An edge whose backbone is
 // unhealthy answers /readyz with 503, so that load balancers and GeoDNS send

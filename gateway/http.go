@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
@@ -221,17 +222,15 @@ func (s *Server) servePublish(ctx *fasthttp.RequestCtx, channel string) {
 	results := make([]httpResult, len(batch))
 	var wg sync.WaitGroup
 	wg.Add(len(batch))
-	for i := range batch {
-		s.publish(&batch[i], func(id string, err error) {
-			if err != nil {
-				e := codec.AsError(err)
-				results[i].Error = &httpError{Code: int(e.Code), Name: e.Code.String(), Message: e.Message}
-			} else {
-				results[i].ID = id
-			}
-			wg.Done()
-		})
-	}
+	s.publishBatch(batch, func(i int, id string, err error) {
+		if err != nil {
+			e := codec.AsError(err)
+			results[i].Error = &httpError{Code: int(e.Code), Name: e.Code.String(), Message: e.Message}
+		} else {
+			results[i].ID = id
+		}
+		wg.Done()
+	})
 	wg.Wait()
 	status := fasthttp.StatusOK
 	for _, r := range results {
@@ -242,6 +241,47 @@ func (s *Server) servePublish(ctx *fasthttp.RequestCtx, channel string) {
 	}
 	writeJSON(ctx, status, map[string]any{"results": results})
 }
+
+// publishBatch publishes a batch on one channel as one step (see
+// Backbone.PublishBatch): IDs assigned where missing, stamped with the time.
+func (s *Server) publishBatch(batch []codec.Message, done func(i int, id string, err error)) {
+	now := s.cfg.Now()
+	ms := make([]*codec.Message, len(batch))
+	for i := range batch {
+		m := &batch[i]
+		if m.ID == "" {
+			m.ID = s.newID()
+		}
+		m.Time = now.UnixMilli()
+		ms[i] = m
+	}
+	obs := s.cfg.Observer
+	report := func(i int, err error) {
+		if obs != nil {
+			obs.Published(s.cfg.Now().Sub(now), err)
+		}
+		done(i, ms[i].ID, err)
+	}
+	if bp, ok := s.bb.(BatchPublisher); ok {
+		bp.PublishBatch(ms, report)
+		return
+	}
+	var refused atomic.Bool
+	for i, m := range ms {
+		if refused.Load() {
+			report(i, errBatchRefused)
+			continue
+		}
+		s.bb.Publish(m, func(err error) {
+			if err != nil {
+				refused.Store(true)
+			}
+			report(i, err)
+		})
+	}
+}
+
+var errBatchRefused = codec.Errorf(codec.CodeBackboneUnavailable, "an earlier message of this batch was refused; publish again from the first refused message")
 
 func compact(raw json.RawMessage) []byte {
 	if len(raw) == 0 {

@@ -161,9 +161,14 @@ func logEncode(log *slog.Logger) func(*codec.Message, codec.Format, error) {
 
 // publish assigns an ID (unless the publisher gave one) and the accept time,
 // and hands m to the backbone. done receives the message ID, or the error.
+// newID assigns a message ID unique across edges and restarts.
+func (s *Server) newID() string {
+	return s.idPrefix + strconv.FormatUint(s.idSeq.Add(1), 36)
+}
+
 func (s *Server) publish(m *codec.Message, done func(id string, err error)) {
 	if m.ID == "" {
-		m.ID = s.idPrefix + strconv.FormatUint(s.idSeq.Add(1), 36)
+		m.ID = s.newID()
 	}
 	m.Time = s.cfg.Now().UnixMilli()
 	id := m.ID

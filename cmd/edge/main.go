@@ -38,7 +38,9 @@ var (
 	_ gateway.Backbone   = (*backbone.Local)(nil)
 	_ gateway.Authorizer = (*auth.Static)(nil)
 
-	_ gateway.HealthChecker = (*backbone.Relay)(nil)
+	_ gateway.HealthChecker  = (*backbone.Relay)(nil)
+	_ gateway.BatchPublisher = (*backbone.Relay)(nil)
+	_ gateway.BatchPublisher = (*backbone.Local)(nil)
 )
 
 type options struct {
