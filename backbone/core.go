@@ -122,8 +122,8 @@ type chanState struct {
 	// meanwhile new publishes are refused, so nothing accepted overtakes a
 	// failure before its publisher could know of it.
 	failing    bool
-	unreported int // refusals queued in outbox, not yet reported
-	waiting bool // a Relay goroutine collects pending outcomes
+	unreported int  // refusals queued in outbox, not yet reported
+	waiting    bool // a Relay goroutine collects pending outcomes
 
 	// Receiving, per origin.
 	origins map[string]*originState
