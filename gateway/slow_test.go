@@ -49,6 +49,9 @@ func TestSlowConsumerDroppedOthersUnaffected(t *testing.T) {
 		}
 	}
 	edgetest.WaitFor(t, "stalled subscriber dropped", func() bool { return e.Srv.Stats().SlowConsumers == 1 })
+	if st := e.Srv.Stats(); st.Ends[gateway.EndSlowConsumer] != 1 || st.Dropped[gateway.EndSlowConsumer] == 0 {
+		t.Fatalf("ends %v, dropped %v: want one slow_consumer end and its queue counted as dropped", st.Ends, st.Dropped)
+	}
 }
 
 // BenchmarkBroadcast measures fan-out of one message to N subscribers over
@@ -219,6 +222,9 @@ func TestClientsLeavingWithFullSocketLeaveNothing(t *testing.T) {
 	edgetest.WaitFor(t, "connections, their goroutines and sockets gone", func() bool {
 		return e.Srv.Stats().Connections == 1 && connGoroutines() <= goroutines && openFDs(t) <= fds+k
 	})
+	if st := e.Srv.Stats(); st.Ends[gateway.EndClientClosed] != k || st.Dropped[gateway.EndClientClosed] == 0 {
+		t.Fatalf("ends %v, dropped %v: want %d client_closed ends, with what they did not take dropped", st.Ends, st.Dropped, k)
+	}
 }
 
 // TestDrainEndsWithStalledClient: a client that stopped reading with its
@@ -237,7 +243,7 @@ func TestDrainEndsWithStalledClient(t *testing.T) {
 	if err := e.Srv.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
-	if st := e.Srv.Stats(); st.Connections != 0 {
-		t.Fatalf("%d connections left after shutdown", st.Connections)
+	if st := e.Srv.Stats(); st.Connections != 0 || st.Ends[gateway.EndGoingAway] != 2 {
+		t.Fatalf("%d connections left after shutdown, ends %v (want 2 going_away)", st.Connections, st.Ends)
 	}
 }

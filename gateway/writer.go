@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -340,6 +341,9 @@ func (c *conn) writeLoop() {
 			why := EndWriteError
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				why = EndWriteTimeout
+			}
+			if !c.closing && why == EndWriteTimeout {
+				c.log(slog.LevelInfo, "dropping client: a write made no progress", "for", c.srv.cfg.WriteTimeout)
 			}
 			c.endLocked(why)
 			c.srv.stats.drop(c.reason, len(bufs))
