@@ -17,22 +17,21 @@ import (
 // creating and scheduling goroutines and 9% setting write deadlines, beside
 // the writev itself. Flushers write instead: a few long-lived goroutines that
 // take connections with something queued and write all of it in one
-// non-blocking writev each. Everything queued for a connection while it
-// waits goes out in the same write, so under load many messages share one
-// syscall. A socket that is full (a slow reader) is handed to a goroutine
-// of its own that blocks until the client reads, with a write deadline of
-// WriteTimeout: that rare path is the only one that sets deadlines (a
-// deadline set before every write cost 9% of the edge's CPU at the fan-out
-// knee).
+// non-blocking writev each, with no deadline. Everything queued for a
+// connection while it waits goes out in the same write, so under load many
+// messages share one syscall. A socket that is full (a slow reader) is handed
+// to a goroutine of its own, writeLoop, that blocks until the client reads,
+// with a write deadline of WriteTimeout on each write: only that rare path
+// pays for deadlines.
 //
 // A connection's reader, writer and socket end together. The writing role
 // (writing, held by a flusher or by writeLoop) is counted in conn.writer,
 // which finish waits for. Once the reader has ended (the client sent Close,
 // half-closed or reset), nothing more is written that would wait for the
 // client: a flusher that finds the socket full closes it instead of starting
-// writeLoop, and a writeLoop already blocked is woken by a deadline in the
+// writeLoop, and a writeLoop blocked in a write is woken by a deadline in the
 // past. So no writer outlives its connection, and every blocked write ends
-// within WriteTimeout, during a drain too.
+// within WriteTimeout, or sooner during a drain (Server.drain).
 //
 // Queues: control frames (replies, heartbeats, pongs) go to ctrl and are
 // written before the messages waiting in queue, at the next frame boundary;
@@ -40,8 +39,10 @@ import (
 // frame waits behind that much at most, not behind the whole queue. Frames
 // whose promise is their place among the messages (detached: nothing of its
 // channel follows it; disconnect and close: they are the last) are queued
-// with the messages; while one of them is waiting, control frames queue
-// behind it too, so replies keep their order.
+// with the messages; while one of them is waiting (ordered), control frames
+// queue behind it too, so replies keep their order. ordered clears when the
+// writer finds nothing left to write: a connection whose queue never empties
+// after a detach keeps its replies in line with its messages until it does.
 
 // writeChunk bounds the message bytes one blocking write takes, so that
 // control frames queued meanwhile wait behind that much at most. 64 KiB is

@@ -160,23 +160,26 @@ func TestControlFramesOvertakeQueuedMessages(t *testing.T) {
 		synctest.Wait() // the writer is blocked on the first of them
 		c.send(&codec.Frame{Type: codec.FrameAck, Ref: 7, Channel: "x", Msg: codec.Message{ID: "a"}})
 		c.send(&codec.Frame{Type: codec.FrameError, Ref: 8, Err: codec.Errorf(codec.CodeBadRequest, "no")})
-		c.send(&codec.Frame{Type: codec.FrameAck, Ref: 9, Channel: "x", Msg: codec.Message{ID: "b"}})
+		c.enqueueCtrl(appendFrame(nil, opText, []byte(`{"type":"heartbeat","time":1}`))) // as Server.heartbeats does
+		c.send(&codec.Frame{Type: codec.FrameNack, Ref: 9, Channel: "x", Err: codec.Errorf(codec.CodeBackboneUnavailable, "later")})
+		c.send(&codec.Frame{Type: codec.FrameAttached, Ref: 10, Channel: "y", Continuity: codec.ContinuityFresh, Pos: "1."})
+		want := []string{`"ref":7`, `"ref":8`, `"heartbeat"`, `"ref":9`, `"ref":10`}
 
-		got := readFrames(t, bufio.NewReader(client), n+3)
+		got := readFrames(t, bufio.NewReader(client), n+len(want))
 		var ctrl []int
 		for i, p := range got {
 			if p[0] != 'm' {
 				ctrl = append(ctrl, i)
 			}
 		}
-		if len(ctrl) != 3 {
-			t.Fatalf("control frames at %v, want 3 of them", ctrl)
+		if len(ctrl) != len(want) {
+			t.Fatalf("control frames at %v, want %d of them", ctrl, len(want))
 		}
-		// One blocked write holds at most 64 KiB of messages (16 of these).
-		if ctrl[0] > n/2 {
-			t.Fatalf("first control frame is frame %d of %d: it waited behind the message queue", ctrl[0], n+3)
+		// One blocked write holds at most 64 KiB of messages (17 of these).
+		if ctrl[0] > 17 {
+			t.Fatalf("first control frame is frame %d of %d: it waited behind the message queue", ctrl[0], len(got))
 		}
-		for i, want := range []string{`"ref":7`, `"ref":8`, `"ref":9`} {
+		for i, want := range want {
 			if p := got[ctrl[i]]; !bytes.Contains(p, []byte(want)) || ctrl[i] != ctrl[0]+i {
 				t.Fatalf("control frame %d at %d is %s, want %s right after the previous one", i, ctrl[i], p, want)
 			}
@@ -209,5 +212,53 @@ func TestOrderedRepliesKeepTheirPlace(t *testing.T) {
 		if !bytes.Contains(got[n], []byte(`"detached"`)) || !bytes.Contains(got[n+1], []byte(`"attached"`)) || got[n+2][0] != 'm' {
 			t.Fatalf("after the messages: %s, %s, %.10s; want detached, attached, message", got[n], got[n+1], got[n+2])
 		}
+	})
+}
+
+// TestBlockedWriterEndsWithReader: the reader ends while a writer is blocked
+// in a write to a client that does not read: the write is abandoned at once,
+// not at its deadline.
+func TestBlockedWriterEndsWithReader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv, c, _, start := mustPipeConn(t, Config{WriteTimeout: time.Hour})
+		start()
+		c.enqueue(textFrame(1000, 'm'))
+		synctest.Wait() // the writer is blocked: nobody reads the pipe
+		began := time.Now()
+		c.finish()
+		if d := time.Since(began); d != 0 {
+			t.Fatalf("finish took %v (of the bubble's clock): it waited for the write deadline", d)
+		}
+		c.mu.Lock()
+		sockDone := c.sockDone
+		c.mu.Unlock()
+		if st := srv.Stats(); !sockDone || st.Ends[EndClientClosed] != 1 || st.Dropped[EndClientClosed] != 1 {
+			t.Fatalf("socket closed %v, ends %v, dropped %v: want closed, one client_closed end and its frame dropped", sockDone, st.Ends, st.Dropped)
+		}
+	})
+}
+
+// TestBlockedWriteTimesOut: a write that makes no progress for WriteTimeout
+// ends the connection, and the reader with it (the socket is closed).
+func TestBlockedWriteTimesOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv, c, _, start := mustPipeConn(t, Config{WriteTimeout: 10 * time.Second})
+		start()
+		c.enqueue(textFrame(1000, 'm'))
+		synctest.Wait()
+		time.Sleep(10*time.Second - time.Nanosecond)
+		synctest.Wait()
+		if st := srv.Stats(); st.WriteTimeouts != 0 {
+			t.Fatalf("timed out before WriteTimeout: %v", st.Ends)
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		c.mu.Lock()
+		sockDone := c.sockDone
+		c.mu.Unlock()
+		if st := srv.Stats(); !sockDone || st.WriteTimeouts != 1 || st.Dropped[EndWriteTimeout] != 1 {
+			t.Fatalf("socket closed %v, ends %v, dropped %v: want closed, one write_timeout end and its frame dropped", sockDone, st.Ends, st.Dropped)
+		}
+		c.finish() // the reader, failing on the closed socket
 	})
 }
