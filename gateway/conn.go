@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/fasthttp/websocket"
 
@@ -23,39 +22,53 @@ import (
 // scheduled on one of the server's flushers, which writes everything queued
 // in one non-blocking writev. Only a connection whose socket is full gets a
 // goroutine of its own, which blocks until the client reads (see writer.go).
-// Exactly one goroutine writes to the socket at a time.
+// Exactly one goroutine writes to the socket at a time, and the reader's end
+// ends the writer and closes the socket (finish).
 type conn struct {
 	srv    *Server
+	format codec.Format
+
+	// mu and what the fan-out touches for each delivery (closing, queued,
+	// queue, writing) come first, in the struct's first cache line:
+	// BenchmarkChannelDeliver is bound by cache misses on connections.
+	mu       sync.Mutex // guards the fields up to the blank line
+	writing  bool       // a flusher or a blocking writer owns writing
+	closing  bool       // no more frames accepted; the socket closes once queue is written
+	partial  bool       // queue[0] is the rest of a frame begun: nothing may be written before it
+	ordered  bool       // a frame that keeps its place is queued or being written: control frames queue behind it
+	blocking bool       // the owner is writeLoop
+	readDone bool       // the reader has ended: nothing more is written that would wait for the client
+	sockDone bool       // the socket has been closed
+	reason   EndReason  // why the connection ends, once closing
+	// queued counts the bytes of ctrl, queue and the batch a writer holds,
+	// until its write returns: what SendQueueBytes bounds.
+	queued int
+	// queue holds messages, and the control frames that keep their place
+	// among them (see writer.go); complete WebSocket frames, except that
+	// queue[0] is the tail of a frame already partly written if partial.
+	queue [][]byte
+	// ctrl holds control frames (replies, heartbeats, pongs): they are
+	// written before the frames waiting in queue.
+	ctrl     [][]byte
+	spare    [][]byte // the previous batch's slice, reused
+	deadline int64    // the blocking writer's write deadline (Unix nanoseconds), while blocking
+
 	id     uint64
 	ws     *websocket.Conn
 	nc     net.Conn        // the socket, written directly with writev
 	rc     syscall.RawConn // nc's file descriptor, for non-blocking writes; nil if unavailable
-	format codec.Format
 	access codec.Access
 	remote string // the client's address, for logs
 
 	lastRead atomic.Int64 // Unix nanoseconds of the last frame read
-	// writeSince is when the write in progress began (Unix nanoseconds), 0
-	// when none: the server's watchdog closes a connection stuck in one
-	// write for WriteTimeout. (A deadline set before every write cost 9% of
-	// the edge's CPU at the fan-out knee.)
-	writeSince atomic.Int64
 
 	// Owned by the reader goroutine.
 	attached  map[string]codec.AttachOptions
 	order     publishOrder // refusals not yet retried, per channel
 	errCount  int
-	errWindow time.Time
+	errWindow int64 // Unix nanoseconds: when the error budget's window began (a time.Time costs 16 bytes more)
 
-	writers sync.WaitGroup // the blocking writer goroutine, while one runs
-
-	mu       sync.Mutex // guards the fields below
-	queue    [][]byte   // complete WebSocket frames waiting to be written
-	spare    [][]byte   // the previous batch's slice, reused
-	queued   int        // bytes in queue
-	writing  bool       // a flusher or a blocking writer owns writing
-	closing  bool       // no more frames accepted; the socket closes once queue is written
-	sockDone bool       // the socket has been closed
+	writer sync.WaitGroup // counts the writing role while someone holds it
 }
 
 // log logs about the connection, with its identity. No logger is kept per
@@ -70,58 +83,118 @@ func (c *conn) log(level slog.Level, msg string, args ...any) {
 	l.Log(context.Background(), level, msg, append([]any{"conn", c.id, "remote", c.remote}, args...)...)
 }
 
-// enqueue queues one complete frame for writing; the bytes are shared and
+// enqueue queues one message frame for writing; the bytes are shared and
 // never modified. It never blocks. A connection whose queue would exceed
 // SendQueueBytes is disconnected as a slow consumer.
 func (c *conn) enqueue(frame []byte) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	if c.acceptLocked(len(frame)) {
+		c.queue = append(c.queue, frame)
+		c.queued += len(frame)
+		c.scheduleLocked()
+	}
+	c.mu.Unlock()
+}
+
+// enqueueCtrl queues a control frame: it is written before the messages
+// already waiting, unless a frame that keeps its place is waiting.
+func (c *conn) enqueueCtrl(frame []byte) {
+	c.mu.Lock()
+	if c.acceptLocked(len(frame)) {
+		c.pushCtrlLocked(frame)
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) pushCtrlLocked(frame []byte) {
+	if c.ordered {
+		c.queue = append(c.queue, frame)
+	} else {
+		c.ctrl = append(c.ctrl, frame)
+	}
+	c.queued += len(frame)
+	c.scheduleLocked()
+}
+
+// pushOrderedLocked queues a control frame behind every frame queued before
+// it: detached, disconnect, close.
+func (c *conn) pushOrderedLocked(frame []byte) {
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	c.ordered = true
+	c.scheduleLocked()
+}
+
+// acceptLocked reports whether a frame of n bytes may be queued. A closing
+// connection takes nothing more; a frame that would overflow the queue
+// disconnects the connection as a slow consumer.
+func (c *conn) acceptLocked(n int) bool {
 	if c.closing {
-		return
+		c.srv.stats.drop(c.reason, 1)
+		return false
 	}
-	if c.queued+len(frame) > c.srv.cfg.SendQueueBytes {
-		c.srv.stats.slowConsumers.Add(1)
-		c.disconnectLocked(codec.Errorf(codec.CodeSlowConsumer, "send queue overflowed (%d bytes waiting)", c.queued), true, true)
-		return
+	if c.queued+n > c.srv.cfg.SendQueueBytes {
+		c.disconnectLocked(EndSlowConsumer, codec.Errorf(codec.CodeSlowConsumer, "send queue overflowed (%d bytes waiting)", c.queued), true, true)
+		c.srv.stats.drop(EndSlowConsumer, 1)
+		return false
 	}
-	c.pushLocked(frame)
+	return true
+}
+
+// endLocked marks the connection closing for reason why, unless it already
+// is; it takes no frame after this.
+func (c *conn) endLocked(why EndReason) {
+	if !c.closing {
+		c.closing, c.reason = true, why
+		c.srv.stats.ends[why].Add(1)
+	}
 }
 
 // disconnectLocked queues a disconnect frame and a close frame, after which
 // the writer closes the socket. With drop, frames still queued are discarded
 // first (a slow consumer would never get to the disconnect otherwise).
-func (c *conn) disconnectLocked(reason *codec.Error, reconnect, drop bool) {
+func (c *conn) disconnectLocked(why EndReason, reason *codec.Error, reconnect, drop bool) {
 	if c.closing {
 		return
 	}
+	c.endLocked(why)
 	if drop {
-		clear(c.queue)
-		c.queue, c.queued = c.queue[:0], 0
+		keep := 0
+		if c.partial {
+			keep = 1
+		}
+		c.dropQueuedLocked(keep)
 	}
-	c.pushLocked(c.encode(&codec.Frame{Type: codec.FrameDisconnect, Err: reason, Reconnect: reconnect}))
-	c.pushLocked(closeFrame(int(reason.Code), reason.Code.String()))
-	c.closing = true
+	c.pushOrderedLocked(c.encode(&codec.Frame{Type: codec.FrameDisconnect, Err: reason, Reconnect: reconnect}))
+	c.pushOrderedLocked(closeFrame(int(reason.Code), reason.Code.String()))
 	c.log(slog.LevelInfo, "disconnecting client", "code", int(reason.Code), "reason", reason.Message)
 }
 
 // disconnect ends the connection with a reason the client is told.
-func (c *conn) disconnect(reason *codec.Error, reconnect bool) {
+func (c *conn) disconnect(why EndReason, reason *codec.Error, reconnect bool) {
 	c.mu.Lock()
-	c.disconnectLocked(reason, reconnect, false)
+	c.disconnectLocked(why, reason, reconnect, false)
 	c.mu.Unlock()
 }
 
-// finish is called by the reader when it stops: it lets the writer flush
-// what is queued (a close echo, a disconnect), waits for it, and releases the
-// connection's subscriptions.
+// finish is called by the reader when it stops. The client has gone (or the
+// socket was closed): what is queued is written as far as the socket takes
+// it without waiting (a close echo, a disconnect), then the socket closes.
+// finish waits for the writer to end, and releases the connection's
+// subscriptions.
 func (c *conn) finish() {
 	c.mu.Lock()
-	c.closing = true
-	if !c.writing {
+	c.readDone = true
+	c.endLocked(EndClientClosed)
+	switch {
+	case !c.writing:
 		c.closeSocketLocked()
+	case c.blocking:
+		c.deadline = aLongTimeAgo.UnixNano()
+		_ = c.nc.SetWriteDeadline(aLongTimeAgo) // wakes the blocked write
 	}
 	c.mu.Unlock()
-	c.writers.Wait()
+	c.writer.Wait()
 	for name := range c.attached {
 		if ch := c.srv.hub.get(name, false); ch != nil {
 			ch.remove(c)
@@ -140,8 +213,21 @@ func (c *conn) encode(fr *codec.Frame) []byte {
 	return appendFrame(make([]byte, 0, len(payload)+10), dataOpcode(c.format), payload)
 }
 
-// send queues one frame for this connection only.
-func (c *conn) send(fr *codec.Frame) { c.enqueue(c.encode(fr)) }
+// send queues one control frame for this connection only. detached keeps
+// its place behind the messages queued before it (nothing of its channel
+// follows it); every other reply is written before waiting messages.
+func (c *conn) send(fr *codec.Frame) {
+	frame := c.encode(fr)
+	if fr.Type != codec.FrameDetached {
+		c.enqueueCtrl(frame)
+		return
+	}
+	c.mu.Lock()
+	if c.acceptLocked(len(frame)) {
+		c.pushOrderedLocked(frame)
+	}
+	c.mu.Unlock()
+}
 
 // readLoop reads and handles client frames until the connection ends.
 func (c *conn) readLoop() {

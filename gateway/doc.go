@@ -6,4 +6,8 @@
 // gateway is the only package that imports fasthttp. It reaches the backbone
 // and the authorizer through the small interfaces declared in backbone.go and
 // auth.go. Server's exported methods are safe to call concurrently.
+//
+// Lock order: a hub shard's mu, then a channel's mu, then a connection's mu,
+// then a flusher's mu. Fan-out enqueues to connections under the channel's
+// lock; a connection schedules itself on a flusher under its own.
 package gateway

@@ -118,7 +118,7 @@ func (s *Server) newConn(ws *websocket.Conn, format codec.Format, access codec.A
 	c.lastRead.Store(s.cfg.Now().UnixNano())
 	ws.SetPingHandler(func(data string) error {
 		c.lastRead.Store(s.cfg.Now().UnixNano()) // a ping is a sign of life too
-		c.enqueue(appendFrame(nil, opPong, []byte(data)))
+		c.enqueueCtrl(appendFrame(nil, opPong, []byte(data)))
 		return nil
 	})
 	ws.SetCloseHandler(func(code int, _ string) error {
@@ -127,8 +127,8 @@ func (s *Server) newConn(ws *websocket.Conn, format codec.Format, access codec.A
 		}
 		c.mu.Lock()
 		if !c.closing {
-			c.pushLocked(closeFrame(code, ""))
-			c.closing = true
+			c.endLocked(EndClientClosed)
+			c.pushOrderedLocked(closeFrame(code, ""))
 		}
 		c.mu.Unlock()
 		return nil
@@ -146,7 +146,7 @@ func (c *conn) run() {
 		s.nconns.Add(-1)
 	}()
 	if s.draining.Load() {
-		c.disconnect(codec.Errorf(codec.CodeGoingAway, "edge is shutting down"), true)
+		c.disconnect(EndGoingAway, codec.Errorf(codec.CodeGoingAway, "edge is shutting down"), true)
 	}
 	c.readLoop()
 	c.finish()

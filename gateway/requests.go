@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"sync"
+	"time"
 
 	"github.com/feedgate/feedgate/codec"
 )
@@ -40,13 +41,13 @@ func (c *conn) refuse(t codec.FrameType, ref uint64, channel string, e *codec.Er
 		return
 	}
 	now := c.srv.cfg.Now()
-	if now.Sub(c.errWindow) > c.srv.cfg.ErrorWindow {
-		c.errWindow, c.errCount = now, 0
+	if time.Duration(now.UnixNano()-c.errWindow) > c.srv.cfg.ErrorWindow {
+		c.errWindow, c.errCount = now.UnixNano(), 0
 	}
 	c.errCount++
 	c.srv.stats.badFrames.Add(1)
 	if c.errCount > c.srv.cfg.MaxErrors {
-		c.disconnect(codec.Errorf(codec.CodeTooManyErrors, "more than %d bad frames within %v", c.srv.cfg.MaxErrors, c.srv.cfg.ErrorWindow), false)
+		c.disconnect(EndTooManyErrors, codec.Errorf(codec.CodeTooManyErrors, "more than %d bad frames within %v", c.srv.cfg.MaxErrors, c.srv.cfg.ErrorWindow), false)
 	}
 }
 

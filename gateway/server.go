@@ -39,7 +39,8 @@ type Server struct {
 	ready     atomic.Bool
 	draining  atomic.Bool
 	flushers  []*flusher
-	stop      chan struct{} // closed at shutdown: heartbeats and watchdog end
+	leaveBy   atomic.Int64  // once a drain began: the latest write deadline (Unix nanoseconds)
+	stop      chan struct{} // closed at shutdown: heartbeats and idle checks end
 	stopOnce  sync.Once
 	flushEnd  chan struct{} // closed once the connections are gone: flushers end
 	flushOnce sync.Once
@@ -47,20 +48,25 @@ type Server struct {
 }
 
 type serverStats struct {
-	slowConsumers atomic.Uint64
-	badFrames     atomic.Uint64
-	idleDrops     atomic.Uint64
-	writeTimeouts atomic.Uint64
+	endStats
+	badFrames atomic.Uint64
 }
 
 // Stats is a snapshot of a server's counters.
 type Stats struct {
 	Connections   int64
 	Delivered     uint64 // frames enqueued to subscribers by fan-out
-	SlowConsumers uint64 // connections dropped because their queue overflowed
+	SlowConsumers uint64 // connections dropped because their queue overflowed (Ends[EndSlowConsumer])
 	BadFrames     uint64 // client frames refused as malformed or invalid
-	IdleDrops     uint64 // connections dropped for not answering heartbeats
-	WriteTimeouts uint64 // connections dropped because a write made no progress for WriteTimeout
+	IdleDrops     uint64 // connections dropped for not answering heartbeats (Ends[EndIdleTimeout])
+	WriteTimeouts uint64 // connections dropped because a write made no progress for WriteTimeout (Ends[EndWriteTimeout])
+	// Ends counts ended connections by reason.
+	Ends [NumEndReasons]uint64
+	// Dropped counts frames queued for (or offered to) a connection and
+	// never written, by the reason the connection ended: the queue a slow
+	// consumer overflowed, what a client that left did not take, what was
+	// offered to a connection already ending.
+	Dropped [NumEndReasons]uint64
 }
 
 // New returns a Server relaying through bb. It does not listen yet.
@@ -128,7 +134,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	go s.heartbeats()
-	go s.watchWrites()
 	for _, f := range s.flushers {
 		go f.run(s.flushEnd)
 	}
@@ -185,40 +190,26 @@ func (s *Server) publish(m *codec.Message, done func(id string, err error)) {
 
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{
-		Connections:   s.nconns.Load(),
-		Delivered:     s.hub.delivered.Load(),
-		SlowConsumers: s.stats.slowConsumers.Load(),
-		BadFrames:     s.stats.badFrames.Load(),
-		IdleDrops:     s.stats.idleDrops.Load(),
-		WriteTimeouts: s.stats.writeTimeouts.Load(),
+	st := Stats{
+		Connections: s.nconns.Load(),
+		BadFrames:   s.stats.badFrames.Load(),
 	}
+	if s.hub != nil {
+		st.Delivered = s.hub.delivered.Load()
+	}
+	for r := range NumEndReasons {
+		st.Ends[r] = s.stats.ends[r].Load()
+		st.Dropped[r] = s.stats.dropped[r].Load()
+	}
+	st.SlowConsumers = st.Ends[EndSlowConsumer]
+	st.IdleDrops = st.Ends[EndIdleTimeout]
+	st.WriteTimeouts = st.Ends[EndWriteTimeout]
+	return st
 }
 
 // idleChannelTTL is how long a channel without subscribers or history is
 // remembered (its position lets a resume prove nothing was missed).
 const idleChannelTTL = 30 * time.Minute
-
-// watchWrites closes connections stuck in one write for WriteTimeout (a
-// client that stopped reading with the kernel buffers full): closing the
-// socket fails the write, and the writer and reader end.
-func (s *Server) watchWrites() {
-	s.every(max(s.cfg.WriteTimeout/4, 10*time.Millisecond), func() {
-		stuckSince := s.cfg.Now().Add(-s.cfg.WriteTimeout).UnixNano()
-		s.conns.Range(func(k, _ any) bool {
-			c := k.(*conn)
-			if w := c.writeSince.Load(); w != 0 && w < stuckSince {
-				s.stats.writeTimeouts.Add(1)
-				c.log(slog.LevelInfo, "dropping client: a write made no progress", "for", s.cfg.WriteTimeout)
-				c.mu.Lock()
-				c.closing = true
-				c.closeSocketLocked()
-				c.mu.Unlock()
-			}
-			return true
-		})
-	})
-}
 
 // every runs fn every interval until the server stops.
 func (s *Server) every(interval time.Duration, fn func()) {
@@ -250,11 +241,10 @@ func (s *Server) heartbeats() {
 		s.conns.Range(func(k, _ any) bool {
 			c := k.(*conn)
 			if c.lastRead.Load() < idleBefore {
-				s.stats.idleDrops.Add(1)
-				c.disconnect(codec.Errorf(codec.CodeIdleTimeout, "nothing received for %v", s.cfg.IdleTimeout), true)
+				c.disconnect(EndIdleTimeout, codec.Errorf(codec.CodeIdleTimeout, "nothing received for %v", s.cfg.IdleTimeout), true)
 				return true
 			}
-			c.enqueue(frames[c.format])
+			c.enqueueCtrl(frames[c.format])
 			return true
 		})
 	})
@@ -302,6 +292,15 @@ func (s *Server) drain(ctx context.Context) {
 	})
 	s.cfg.Logger.Info("draining", "connections", len(conns), "over", s.cfg.DrainPeriod)
 	start := s.cfg.Now()
+	// A client gets at most one drain period after the last one is told
+	// (and no more than the write timeout) to take what is queued for it:
+	// a client that stopped reading does not hold the shutdown until its
+	// deadline. Write deadlines run on the real clock.
+	leaveBy := time.Now().Add(s.cfg.DrainPeriod + min(s.cfg.DrainPeriod, s.cfg.WriteTimeout)).UnixNano()
+	s.leaveBy.Store(leaveBy)
+	for _, c := range conns {
+		c.capDeadline(leaveBy)
+	}
 	for i, c := range conns {
 		// Connection i leaves at start + i/n of the period.
 		if wait := time.Until(start.Add(s.cfg.DrainPeriod * time.Duration(i) / time.Duration(len(conns)))); wait > time.Millisecond {
@@ -310,7 +309,7 @@ func (s *Server) drain(ctx context.Context) {
 			case <-ctx.Done():
 			}
 		}
-		c.disconnect(codec.Errorf(codec.CodeGoingAway, "edge is draining; reconnect to another edge"), true)
+		c.disconnect(EndGoingAway, codec.Errorf(codec.CodeGoingAway, "edge is draining; reconnect to another edge"), true)
 	}
 }
 

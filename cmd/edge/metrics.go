@@ -120,7 +120,13 @@ func (x *metrics) observe(srv *gateway.Server, bb statsSource) error {
 		bbGaps     = counter("feedgate.backbone.gaps", "Messages whose predecessor from the same origin never arrived (loss).")
 		bbReorder  = counter("feedgate.backbone.reorders", "Messages that arrived behind a later one of their origin.")
 		bbBad      = counter("feedgate.backbone.malformed", "Backbone messages that failed to decode.")
+		ends       = counter("feedgate.connection_ends", "Connections ended, by reason (the first that applied).")
+		dropped    = counter("feedgate.dropped_frames", "Frames queued for a connection and never written, by the reason it ended.")
 	)
+	var reasons [gateway.NumEndReasons]metric.ObserveOption
+	for r := range gateway.NumEndReasons {
+		reasons[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r.String())))
+	}
 	_, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		st := srv.Stats()
 		o.ObserveInt64(conns, st.Connections)
@@ -129,6 +135,10 @@ func (x *metrics) observe(srv *gateway.Server, bb statsSource) error {
 		o.ObserveInt64(bad, int64(st.BadFrames))
 		o.ObserveInt64(idle, int64(st.IdleDrops))
 		o.ObserveInt64(stuck, int64(st.WriteTimeouts))
+		for r := range gateway.NumEndReasons {
+			o.ObserveInt64(ends, int64(st.Ends[r]), reasons[r])
+			o.ObserveInt64(dropped, int64(st.Dropped[r]), reasons[r])
+		}
 		b := bb.Stats()
 		o.ObserveInt64(bbIn, int64(b.Delivered.Load()))
 		o.ObserveInt64(bbDup, int64(b.Duplicates.Load()))
@@ -139,6 +149,6 @@ func (x *metrics) observe(srv *gateway.Server, bb statsSource) error {
 		o.ObserveInt64(bbReorder, int64(b.Reorders.Load()))
 		o.ObserveInt64(bbBad, int64(b.Malformed.Load()))
 		return nil
-	}, conns, deliveries, slow, bad, idle, stuck, bbIn, bbDup, bbPub, bbPubErr, bbRetry, bbGaps, bbReorder, bbBad)
+	}, conns, deliveries, slow, bad, idle, stuck, ends, dropped, bbIn, bbDup, bbPub, bbPubErr, bbRetry, bbGaps, bbReorder, bbBad)
 	return err
 }
