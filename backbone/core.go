@@ -71,16 +71,17 @@ const (
 
 // Stats are cumulative counters, safe to read at any time.
 type Stats struct {
-	Delivered     atomic.Uint64 // messages handed to the DeliverFunc
-	Duplicates    atomic.Uint64 // messages dropped by the dedup cache
-	Published     atomic.Uint64 // publishes accepted by the backbone
-	PublishErrors atomic.Uint64 // publishes refused or timed out
-	Malformed     atomic.Uint64 // backbone messages that failed to decode (dropped and acked)
-	Gaps          atomic.Uint64 // gaps in an origin's sequence given up after the gap wait (signalled to subscribers)
-	Reorders      atomic.Uint64 // messages that arrived ahead of a missing predecessor and were held back
-	Filled        atomic.Uint64 // held messages released in order because the predecessor arrived
-	Late          atomic.Uint64 // copies dropped because their origin's sequence had already moved past them (after a gap)
-	Retries       atomic.Uint64 // publishes of an ID already accepted or in flight (acked, not sent again)
+	Delivered      atomic.Uint64 // messages handed to the DeliverFunc
+	Duplicates     atomic.Uint64 // messages dropped by the dedup cache
+	Published      atomic.Uint64 // publishes accepted by the backbone
+	PublishErrors  atomic.Uint64 // publishes refused or timed out
+	Malformed      atomic.Uint64 // backbone messages that failed to decode (dropped and acked)
+	Gaps           atomic.Uint64 // gaps in an origin's sequence given up after the gap wait (signalled to subscribers)
+	Reorders       atomic.Uint64 // messages that arrived ahead of a missing predecessor and were held back
+	Filled         atomic.Uint64 // held messages released in order because the predecessor arrived
+	Late           atomic.Uint64 // copies dropped because their origin's sequence had already moved past them (after a gap)
+	Retries        atomic.Uint64 // publishes of an ID already accepted or in flight (acked, not sent again)
+	StreamRestarts atomic.Uint64 // Receive streams restarted after a connection to Pub/Sub was lost and made again
 }
 
 // core is the delivery machinery shared by Relay and Local.

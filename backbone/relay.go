@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -131,6 +132,7 @@ type Relay struct {
 	subNames   []string
 	subTopics  []string // subNames[i] reads subTopics[i]
 
+	conns     *connWatch           // connections to Pub/Sub lost and made
 	restartMu sync.Mutex           // guards restart
 	restart   []context.CancelFunc // restart[i] restarts subNames[i]'s Receive
 
@@ -170,11 +172,13 @@ func NewRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 			option.WithTelemetryDisabled(),
 		)
 	}
+	conns := newConnWatch()
+	opts = append(opts, option.WithGRPCDialOption(grpc.WithStatsHandler(conns)))
 	client, err := pubsub.NewClient(ctx, cfg.Project, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("backbone: pubsub client: %w", err)
 	}
-	r := &Relay{cfg: cfg, client: client}
+	r := &Relay{cfg: cfg, client: client, conns: conns}
 	r.init(cfg.Dedup, cfg.Order, cfg.Logger, cfg.Now)
 	r.resume = func(channel string) { r.publishers[r.shard(channel)].ResumePublish(channel) }
 	for k := 0; k < cfg.Shards; k++ {
@@ -244,11 +248,8 @@ func (r *Relay) Start(ctx context.Context, deliver DeliverFunc) error {
 	r.setDeliver(deliver)
 	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.restart = make([]context.CancelFunc, len(r.subNames))
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		r.checkLoop(ctx)
-	}()
+	r.wg.Go(func() { r.checkLoop(ctx) })
+	r.wg.Go(func() { r.restartOnReconnect(ctx) })
 	for i, name := range r.subNames {
 		sub := r.client.Subscriber(name)
 		sub.ReceiveSettings.NumGoroutines = 1
@@ -312,6 +313,64 @@ func (r *Relay) receiveLoop(ctx context.Context, i int, sub *pubsub.Subscriber) 
 		case <-ctx.Done():
 			return
 		case <-time.After(delay):
+		}
+	}
+}
+
+// restartOnReconnect restarts every Receive once a connection to Pub/Sub
+// was lost and a new one made, and again one ack deadline later. The
+// library reopens its stream by itself, but an ordering key whose messages
+// were leased to the broken stream can stay stuck on the new one, even
+// after the lease expired (seen with Google's emulator: not released within
+// minutes); a Receive started after the lease expired gets them redelivered
+// within seconds. Duplicates are dropped by the dedup cache; order holds per
+// key, and what arrives ahead of a missing message is held back.
+func (r *Relay) restartOnReconnect(ctx context.Context) {
+	var again <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.conns.reconnected:
+			r.log.Warn("backbone: connection to Pub/Sub lost and made again; restarting the subscriptions' streams now and after the ack deadline")
+			again = time.After(r.cfg.AckDeadline + 2*time.Second)
+		case <-again:
+			again = nil
+		}
+		r.stats.StreamRestarts.Add(1)
+		r.restartMu.Lock()
+		for _, f := range r.restart {
+			if f != nil {
+				f()
+			}
+		}
+		r.restartMu.Unlock()
+	}
+}
+
+// connWatch is a gRPC stats handler that signals, on reconnected, each
+// new connection made after one was lost.
+type connWatch struct {
+	lost        atomic.Bool
+	reconnected chan struct{} // capacity 1: signals coalesce
+}
+
+func newConnWatch() *connWatch { return &connWatch{reconnected: make(chan struct{}, 1)} }
+
+func (w *connWatch) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (w *connWatch) HandleRPC(context.Context, stats.RPCStats)                         {}
+func (w *connWatch) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+func (w *connWatch) HandleConn(_ context.Context, s stats.ConnStats) {
+	switch s.(type) {
+	case *stats.ConnEnd:
+		w.lost.Store(true)
+	case *stats.ConnBegin:
+		if w.lost.Swap(false) {
+			select {
+			case w.reconnected <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
