@@ -5,11 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sync/atomic"
-
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"testing"
 	"time"
+
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 
 	"github.com/feedgate/feedgate/client"
 	"github.com/feedgate/feedgate/codec"
@@ -18,14 +17,11 @@ import (
 )
 
 // TestRedeliveryIsDeduplicated makes Pub/Sub redeliver messages an edge
-// has already received: the edge's acks are lost (a pstest reactor swallows
-// them) and their ack deadline lapses (pstest's clock jumps past it). No
-// subscriber sees anything twice, and order holds for what follows.
+// has already received: the edge's acks are lost (pstest swallows them) and
+// their ack deadline lapses (pstest's clock jumps past it). No subscriber
+// sees anything twice, and order holds for what follows.
 func TestRedeliveryIsDeduplicated(t *testing.T) {
-	drop := &pubsubtest.AckDropper{Match: "-edge-b"}
-	srv := pubsubtest.MustStartPstestWith(t, drop.Options()...)
-	var clock atomic.Int64 // offset added to pstest's clock
-	srv.Fake.SetTimeNowFunc(func() time.Time { return time.Now().Add(time.Duration(clock.Load())) })
+	srv := pubsubtest.MustStartPstest(t)
 	const prefix = "redeliver"
 	a := mustStartRelayEdge(t, relayConfig(srv, "edge-a", prefix))
 	b := mustStartRelayEdge(t, relayConfig(srv, "edge-b", prefix))
@@ -50,20 +46,20 @@ func TestRedeliveryIsDeduplicated(t *testing.T) {
 		}
 	}
 
-	drop.On.Store(true)
+	srv.Fake.DropAcks(t, "-edge-b")
 	for _, ch := range channels {
 		send(ch, 0)
 		expect(ch, 0)
 	}
-	edgetest.WaitFor(t, "edge B's acks lost", func() bool { return drop.Acks.Load() >= int64(len(channels)) })
-	drop.On.Store(false)
+	edgetest.WaitFor(t, "edge B's acks lost", func() bool { return srv.Fake.Dropped(t).Acks >= int64(len(channels)) })
+	srv.Fake.DropAcks(t, "")
 	before := b.relay.Stats().Duplicates.Load()
 	// Move pstest's clock past the ack deadlines (which the client library
 	// sets from what it measures), in steps, short of pstest's 10-minute
 	// retention.
 	redelivered := func() bool { return b.relay.Stats().Duplicates.Load() >= before+uint64(len(channels)) }
 	for step := 1; step <= 4 && !redelivered(); step++ {
-		clock.Store(int64(step) * int64(2*time.Minute))
+		srv.Fake.SetClockOffset(t, time.Duration(step)*2*time.Minute)
 		for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && !redelivered(); {
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -71,7 +67,7 @@ func TestRedeliveryIsDeduplicated(t *testing.T) {
 	if !redelivered() {
 		t.Fatalf("no redelivery to edge B: %d duplicates dropped", b.relay.Stats().Duplicates.Load()-before)
 	}
-	t.Logf("edge B dropped %d redelivered messages (%d acks lost)", b.relay.Stats().Duplicates.Load()-before, drop.Acks.Load())
+	t.Logf("edge B dropped %d redelivered messages (%d acks lost)", b.relay.Stats().Duplicates.Load()-before, srv.Fake.Dropped(t).Acks)
 
 	// What follows on the same ordering keys arrives once and in order:
 	// the redelivered copies never reached the subscriber.
@@ -292,33 +288,33 @@ func TestIdempotentPublishAcrossEdges(t *testing.T) {
 // then releases the rest once an ack gets through. No subscriber sees
 // anything twice or out of order.
 func TestRedeliveryStorm(t *testing.T) {
-	drop := &pubsubtest.AckDropper{Match: "-edge-b"}
-	srv := pubsubtest.MustStartPstestWith(t, drop.Options()...)
-	var clock atomic.Int64
-	srv.Fake.SetTimeNowFunc(func() time.Time { return time.Now().Add(time.Duration(clock.Load())) })
+	srv := pubsubtest.MustStartPstest(t)
 	const prefix = "storm"
 	a := mustStartRelayEdge(t, relayConfig(srv, "edge-a", prefix))
 	b := mustStartRelayEdge(t, relayConfig(srv, "edge-b", prefix))
 	channels := channelNames("storm", 5)
 	_, trackers := subscribe(t, 20, []string{b.URL}, channels)
-	drop.On.Store(true)
+	srv.Fake.DropAcks(t, "-edge-b")
 	pub := client.NewSession(client.SessionOptions{URLs: []string{a.URL}, Logger: quietLog()})
 	defer pub.Close()
 	const perChannel = 20
 	published := publishTicks(t, pub, channels, perChannel, 500, nil)
 
 	base := b.relay.Stats().Duplicates.Load()
+	var clock time.Duration // pstest's clock offset
 	for round := 1; round <= 4; round++ {
 		// Past the ack deadlines; four jumps stay within pstest's
 		// 10-minute retention.
-		clock.Add(int64(2 * time.Minute))
+		clock += 2 * time.Minute
+		srv.Fake.SetClockOffset(t, clock)
 		edgetest.WaitFor(t, fmt.Sprintf("redelivery round %d", round), func() bool {
 			return b.relay.Stats().Duplicates.Load() >= base+uint64(round*len(channels))
 		})
 	}
-	drop.On.Store(false)
-	clock.Add(int64(time.Minute))
+	srv.Fake.DropAcks(t, "")
+	clock += time.Minute
+	srv.Fake.SetClockOffset(t, clock)
 	waitAll(t, trackers, perChannel, 60*time.Second)
 	f := sumFigures(published, expectedOf(trackers, perChannel))
-	f.log(t, "redelivery-storm", fmt.Sprintf("redeliveries_dropped=%d acks_lost=%d", b.relay.Stats().Duplicates.Load()-base, drop.Acks.Load()))
+	f.log(t, "redelivery-storm", fmt.Sprintf("redeliveries_dropped=%d acks_lost=%d", b.relay.Stats().Duplicates.Load()-base, srv.Fake.Dropped(t).Acks))
 }
