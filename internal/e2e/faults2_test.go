@@ -65,7 +65,7 @@ func TestEdgeKilled(t *testing.T) {
 			killedAt = i
 		}
 	})
-	waitAll(t, trackers, perChannel, 90*time.Second)
+	waitAll(t, pub, trackers, perChannel, 90*time.Second)
 	f := sumFigures(published, expectedOf(trackers, perChannel))
 	f.log(t, "edge-killed", fmt.Sprintf("killed_after=%d latency %s", killedAt, percentiles(f.latencies)))
 }
@@ -96,7 +96,7 @@ func TestDrain(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("edge A did not exit after SIGTERM")
 	}
-	waitAll(t, trackers, perChannel, 60*time.Second)
+	waitAll(t, pub, trackers, perChannel, 60*time.Second)
 	f := sumFigures(published, expectedOf(trackers, perChannel))
 	moved := 0
 	for _, s := range sessions {
@@ -160,7 +160,7 @@ func TestBackboneOutage(t *testing.T) {
 	if down {
 		proxy.Up()
 	}
-	waitAll(t, trackers, perChannel, 90*time.Second)
+	waitAll(t, pub, trackers, perChannel, 90*time.Second)
 	f := sumFigures(published, expectedOf(trackers, perChannel))
 	st := b.relay.Stats()
 	f.log(t, "backbone-outage", fmt.Sprintf("outage=10s nacks=%d gaps_reported=%d reorders_reported=%d", nacks, st.Gaps.Load(), st.Reorders.Load()))
@@ -212,7 +212,7 @@ func TestStalledSubscriber(t *testing.T) {
 		// 1 KB payloads: 1 MB in all, far beyond the stalled subscriber's
 		// queue and socket buffers.
 		published := publishTicksPadded(t, pub, channels, n, 500, 1000, nil)
-		waitAll(t, trackers, n, 60*time.Second)
+		waitAll(t, pub, trackers, n, 60*time.Second)
 		f := sumFigures(published, expectedOf(trackers, n))
 		name := "stalled-subscriber/without"
 		if stalled {
