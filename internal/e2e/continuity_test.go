@@ -92,6 +92,21 @@ func publishTicksPadded(t *testing.T, pub *client.Session, channels []string, pe
 	return n
 }
 
+// waitCount waits until every tracker has want messages on its channel,
+// and fails the test if one has not within the given time.
+func waitCount(t *testing.T, trackers map[*tracker]string, want int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for tr, ch := range trackers {
+		for tr.count(ch) < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("a subscriber of %s has %d of %d messages after %v", ch, tr.count(ch), want, within)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
 // publisher is a client.Client or a client.Session.
 type publisher interface {
 	Publish(ctx context.Context, channel string, data []byte, o client.PublishOptions) (string, error)
