@@ -196,9 +196,12 @@ func TestFlakyNetwork(t *testing.T) {
 // (a dead host, a black-holed network). The session notices the silence
 // after DeadAfter, reconnects to its next URL and resumes: nothing lost.
 func TestDeadEdgeDetected(t *testing.T) {
-	// The edge's own idle timeout (60s by default) stays out of the way:
-	// only the client's silence detection can end the frozen connection.
-	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	// The edge's own idle timeout stays out of the way: only the client's
+	// silence detection can end the frozen connection. Heartbeats every
+	// 250 ms keep the healthy path from ever being quiet for DeadAfter
+	// (with the default 20 s, the session left a healthy edge too once the
+	// messages stopped, if the test was slow to check).
+	e := edgetest.MustStartEdge(t, gateway.Config{HeartbeatInterval: 250 * time.Millisecond, IdleTimeout: time.Minute}, nil)
 	proxy := pubsubtest.MustStartProxy(t, e.URL[len("ws://"):])
 	s := client.NewSession(client.SessionOptions{
 		URLs:      []string{"ws://" + proxy.Addr, e.URL},
