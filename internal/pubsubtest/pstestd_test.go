@@ -42,7 +42,9 @@ func TestPstestdNotRaceBuilt(t *testing.T) {
 	if srv.Fake == nil {
 		t.Fatal("no control of pstest")
 	}
-	out, err := exec.Command("go", "version", "-m", pstestdBinary(t)).CombinedOutput()
+	bin := pstestdBinary(t)
+	t.Logf("pstestd: %s", bin)
+	out, err := exec.Command("go", "version", "-m", bin).CombinedOutput()
 	if err != nil {
 		t.Fatalf("go version -m: %v\n%s", err, out)
 	}

@@ -112,12 +112,13 @@ var pstestd struct {
 }
 
 // buildDir is where pstestd is built: beside the test binary when that is
-// in go test's own temporary work directory (removed when go test ends),
-// else a new temporary directory, left behind.
+// in go test's own work directory ($TMPDIR/go-build.../b001, which go test
+// removes when it ends), else a new temporary directory, left behind.
 func buildDir() (string, error) {
 	if exe, err := os.Executable(); err == nil {
 		dir := filepath.Dir(exe)
-		if rel, err := filepath.Rel(os.TempDir(), dir); err == nil && filepath.IsLocal(rel) {
+		rel, err := filepath.Rel(os.TempDir(), dir)
+		if err == nil && filepath.IsLocal(rel) && strings.HasPrefix(rel, "go-build") && strings.Contains(rel, string(filepath.Separator)) {
 			return dir, nil
 		}
 	}
