@@ -75,6 +75,10 @@ func MustStartPstest(tb testing.TB) Server {
 	}
 	var grpcAddr, ctlAddr string
 	if _, err := fmt.Sscanf(line, "pstestd grpc=%s control=%s", &grpcAddr, &ctlAddr); err != nil {
+		select { // if it died, all it said is in stderr once it is reaped
+		case <-exited:
+		case <-time.After(5 * time.Second):
+		}
 		tb.Fatalf("pstestd: first line %q: %v; stderr: %s", line, err, stderr.String())
 	}
 	return Server{Name: "pstest", Addr: grpcAddr, Fake: &Fake{base: "http://" + ctlAddr}}
