@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -91,8 +92,32 @@ func publishTicksPadded(t *testing.T, pub *client.Session, channels []string, pe
 	return n
 }
 
-// waitAll waits until every tracker has want messages on its channel.
-func waitAll(t *testing.T, trackers map[*tracker]string, want int, within time.Duration) {
+// waitCount waits until every tracker has want messages on its channel,
+// and fails the test if one has not within the given time.
+func waitCount(t *testing.T, trackers map[*tracker]string, want int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for tr, ch := range trackers {
+		for tr.count(ch) < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("a subscriber of %s has %d of %d messages after %v", ch, tr.count(ch), want, within)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// publisher is a client.Client or a client.Session.
+type publisher interface {
+	Publish(ctx context.Context, channel string, data []byte, o client.PublishOptions) (string, error)
+}
+
+// waitAll waits until every tracker has want messages on its channel (the
+// figures then tell what is missing). Then, through pub, it publishes a
+// marker on every channel and waits until every tracker has its channel's:
+// anything the edge still had to send on a channel before it (a late
+// duplicate, a replay) has arrived by then and shows in the figures.
+func waitAll(t *testing.T, pub publisher, trackers map[*tracker]string, want int, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for tr, ch := range trackers {
@@ -100,8 +125,33 @@ func waitAll(t *testing.T, trackers map[*tracker]string, want int, within time.D
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	// Late duplicates would show in this window.
-	time.Sleep(200 * time.Millisecond)
+	marked := map[string]bool{}
+	for _, ch := range trackers {
+		if marked[ch] {
+			continue
+		}
+		marked[ch] = true
+		data, _ := json.Marshal(tick{Marker: true, TS: time.Now().UnixNano()})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := pub.Publish(ctx, ch, data, client.PublishOptions{})
+		cancel()
+		if err != nil {
+			t.Fatalf("publish the marker on %s: %v", ch, err)
+		}
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	missing := 0
+	for tr, ch := range trackers {
+		for !tr.marked(ch) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if !tr.marked(ch) {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d of %d subscribers did not get the marker within 30s", missing, len(trackers))
+	}
 }
 
 func expectedOf(trackers map[*tracker]string, want int) map[*tracker]int {
@@ -134,7 +184,7 @@ func TestFlakyNetwork(t *testing.T) {
 			cuts += proxy.Cut(subscribers / 10)
 		}
 	})
-	waitAll(t, trackers, perChannel, 60*time.Second)
+	waitAll(t, pub, trackers, perChannel, 60*time.Second)
 	f := sumFigures(published, expectedOf(trackers, perChannel))
 	f.log(t, "flaky-network", fmt.Sprintf("connections_cut=%d latency %s", cuts, percentiles(f.latencies)))
 	if cuts < subscribers {
@@ -146,9 +196,12 @@ func TestFlakyNetwork(t *testing.T) {
 // (a dead host, a black-holed network). The session notices the silence
 // after DeadAfter, reconnects to its next URL and resumes: nothing lost.
 func TestDeadEdgeDetected(t *testing.T) {
-	// The edge's own idle timeout (60s by default) stays out of the way:
-	// only the client's silence detection can end the frozen connection.
-	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	// The edge's own idle timeout stays out of the way: only the client's
+	// silence detection can end the frozen connection. Heartbeats every
+	// 250 ms keep the healthy path from ever being quiet for DeadAfter
+	// (with the default 20 s, the session left a healthy edge too once the
+	// messages stopped, if the test was slow to check).
+	e := edgetest.MustStartEdge(t, gateway.Config{HeartbeatInterval: 250 * time.Millisecond, IdleTimeout: time.Minute}, nil)
 	proxy := pubsubtest.MustStartProxy(t, e.URL[len("ws://"):])
 	s := client.NewSession(client.SessionOptions{
 		URLs:      []string{"ws://" + proxy.Addr, e.URL},
@@ -172,7 +225,7 @@ func TestDeadEdgeDetected(t *testing.T) {
 			proxy.Freeze()
 		}
 	})
-	waitAll(t, map[*tracker]string{tr: "dead"}, 100, 30*time.Second)
+	waitAll(t, pub, map[*tracker]string{tr: "dead"}, 100, 30*time.Second)
 	f := sumFigures(published, map[*tracker]int{tr: 100})
 	f.log(t, "dead-edge", fmt.Sprintf("connects=%d", s.Stats().Connects))
 	if s.Stats().Connects != 2 {

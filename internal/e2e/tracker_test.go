@@ -19,6 +19,9 @@ type tick struct {
 	Seq int    `json:"seq"`
 	TS  int64  `json:"ts"`
 	Pad string `json:"pad,omitempty"`
+	// Marker marks the barrier waitAll publishes after the ticks: it
+	// counts as no message.
+	Marker bool `json:"marker,omitempty"`
 }
 
 func tickData(pub, seq int) []byte { return tickDataPadded(pub, seq, 0) }
@@ -34,6 +37,7 @@ type tracker struct {
 	mu        sync.Mutex
 	next      map[string]int // channel/pub -> next expected seq
 	got       map[string]int // distinct messages per channel
+	markers   map[string]int // markers received per channel
 	delivered int
 	dups      int
 	reorders  int
@@ -41,7 +45,7 @@ type tracker struct {
 }
 
 func newTracker() *tracker {
-	return &tracker{next: map[string]int{}, got: map[string]int{}}
+	return &tracker{next: map[string]int{}, got: map[string]int{}, markers: map[string]int{}}
 }
 
 func (tr *tracker) add(m client.Message) {
@@ -51,6 +55,10 @@ func (tr *tracker) add(m client.Message) {
 	}
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
+	if t.Marker {
+		tr.markers[m.Channel]++
+		return
+	}
 	tr.delivered++
 	tr.latencies = append(tr.latencies, time.Duration(time.Now().UnixNano()-t.TS))
 	key := fmt.Sprintf("%s/%d", m.Channel, t.Pub)
@@ -72,6 +80,13 @@ func (tr *tracker) count(channel string) int {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	return tr.got[channel]
+}
+
+// marked reports whether a marker has arrived on channel.
+func (tr *tracker) marked(channel string) bool {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.markers[channel] > 0
 }
 
 // figures sums trackers against what was published to each (published per

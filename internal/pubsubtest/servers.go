@@ -1,18 +1,22 @@
 package pubsubtest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/pubsub/v2/pstest"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -22,22 +26,136 @@ import (
 type Server struct {
 	Name string // "pstest" or "emulator"
 	Addr string // host:port, plaintext gRPC
-	// Fake is the pstest server itself (nil for the emulator), for tests
-	// that control its clock.
-	Fake *pstest.Server
+	// Fake controls the pstest server (nil for the emulator), for tests
+	// that move its clock or lose acks.
+	Fake *Fake
 }
 
-// MustStartPstest starts the client library's pstest server on loopback.
+// MustStartPstest starts the client library's pstest server on loopback, in
+// a process of its own (see internal/cmd/pstestd), and kills it at the end
+// of the test. pstest has data races of its own; out of process, the race
+// detector of a -race test binary never sees them.
 func MustStartPstest(tb testing.TB) Server {
-	return MustStartPstestWith(tb)
+	tb.Helper()
+	bin := pstestdBinary(tb)
+	cmd := exec.Command(bin)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe() // pstestd exits when this closes
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("start pstestd: %v", err)
+	}
+	exited := make(chan struct{})
+	lines := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		lines <- line
+		io.Copy(io.Discard, stdout)
+		cmd.Wait()
+		close(exited)
+	}()
+	tb.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		stdin.Close()
+		<-exited
+	})
+	var line string
+	select {
+	case line = <-lines:
+	case <-time.After(60 * time.Second):
+		tb.Fatalf("pstestd said nothing within 60s: %s", stderr.String())
+	}
+	var grpcAddr, ctlAddr string
+	if _, err := fmt.Sscanf(line, "pstestd grpc=%s control=%s", &grpcAddr, &ctlAddr); err != nil {
+		select { // if it died, all it said is in stderr once it is reaped
+		case <-exited:
+		case <-time.After(5 * time.Second):
+		}
+		tb.Fatalf("pstestd: first line %q: %v; stderr: %s", line, err, stderr.String())
+	}
+	return Server{Name: "pstest", Addr: grpcAddr, Fake: &Fake{base: "http://" + ctlAddr}}
 }
 
-// MustStartPstestWith starts pstest with reactors (see AckDropper).
-func MustStartPstestWith(tb testing.TB, opts ...pstest.ServerReactorOption) Server {
+// pstestdBinary builds internal/cmd/pstestd, without -race, once per test
+// process.
+func pstestdBinary(tb testing.TB) string {
 	tb.Helper()
-	srv := pstest.NewServerWithAddress("127.0.0.1:0", opts...)
-	tb.Cleanup(func() { srv.Close() })
-	return Server{Name: "pstest", Addr: srv.Addr, Fake: srv}
+	pstestd.once.Do(func() {
+		dir, err := buildDir()
+		if err != nil {
+			pstestd.err = err
+			return
+		}
+		bin := filepath.Join(dir, "pstestd")
+		cmd := exec.Command("go", "build", "-o", bin, "github.com/feedgate/feedgate/internal/cmd/pstestd")
+		cmd.Env = append(os.Environ(), "GOFLAGS="+withoutRace(os.Getenv("GOFLAGS")))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			pstestd.err = fmt.Errorf("go build internal/cmd/pstestd: %v\n%s", err, out)
+			return
+		}
+		pstestd.bin = bin
+	})
+	if pstestd.err != nil {
+		tb.Fatal(pstestd.err)
+	}
+	return pstestd.bin
+}
+
+var pstestd struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+// buildDir is where pstestd is built: beside the test binary when that is
+// in go test's own work directory ($TMPDIR/go-build.../b001, which go test
+// removes when it ends), else a new temporary directory, left behind.
+func buildDir() (string, error) {
+	if exe, err := os.Executable(); err == nil {
+		dir := filepath.Dir(exe)
+		rel, err := filepath.Rel(os.TempDir(), dir)
+		if err == nil && filepath.IsLocal(rel) && strings.HasPrefix(rel, "go-build") && strings.Contains(rel, string(filepath.Separator)) {
+			return dir, nil
+		}
+	}
+	return os.MkdirTemp("", "pstestd-")
+}
+
+// withoutRace drops -race from a GOFLAGS value.
+func withoutRace(goflags string) string {
+	var keep []string
+	for _, f := range strings.Fields(goflags) {
+		if f != "-race" && f != "-race=true" {
+			keep = append(keep, f)
+		}
+	}
+	return strings.Join(keep, " ")
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // EmulatorAvailable reports whether gcloud (with its Pub/Sub emulator) is on PATH.
