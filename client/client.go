@@ -84,6 +84,9 @@ func dial(ctx context.Context, url string, o Options, frames func(*codec.Frame) 
 	if o.Buffer <= 0 {
 		o.Buffer = 4096
 	}
+	if frames != nil {
+		o.Buffer = 1 // frames consumes the messages: Messages stays unused
+	}
 	d := o.Dialer
 	if d == nil {
 		d = &websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 4096}

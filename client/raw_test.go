@@ -2,6 +2,8 @@ package client_test
 
 import (
 	"encoding/json"
+	"io"
+	"log/slog"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -25,3 +27,5 @@ func encodeRaw(t *testing.T, f codec.Format, m map[string]any) []byte {
 	}
 	return b
 }
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
