@@ -235,6 +235,12 @@ func (s *Session) emit(e StateEvent) {
 
 func (s *Session) run(ctx context.Context) {
 	defer s.shutdown()
+	if len(s.o.URLs) == 0 {
+		s.mu.Lock()
+		s.err = errors.New("client: SessionOptions.URLs is empty")
+		s.mu.Unlock()
+		return
+	}
 	backoff := s.o.MinBackoff
 	for i := 0; ; i++ {
 		if ctx.Err() != nil {

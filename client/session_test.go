@@ -200,10 +200,15 @@ func TestStateEventsOnDrain(t *testing.T) {
 // TestHistory pages through a channel's history, newest first.
 func TestHistory(t *testing.T) {
 	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
-	pub := edgetest.MustDial(t, e.URL, client.Options{})
-	edgetest.MustAttach(t, pub, "h:1/x", codec.AttachOptions{PublishOnly: true})
-	mustPublish(t, pub, "h:1/x", 0, 5)
 	s := mustSession(t, client.SessionOptions{URLs: []string{e.URL}})
+	if _, err := s.Attach(edgetest.Ctx10(t), "h:1/x", codec.AttachOptions{PublishOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := s.Publish(edgetest.Ctx10(t), "h:1/x", []byte(strconv.Itoa(i)), client.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var got []string
 	var o client.HistoryOptions
 	for pages := 0; ; pages++ {

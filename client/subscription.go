@@ -110,7 +110,6 @@ type Subscription struct {
 	out      chan Message  // where messages go when onMsg is nil
 	wake     chan struct{} // a new item is queued
 	stop     chan struct{} // closed when the subscription ends
-	done     chan struct{} // closed when the delivery goroutine has returned
 	settled  chan struct{} // closed at the first attached, or at the end
 	stopOnce sync.Once
 
@@ -182,7 +181,6 @@ func (s *Session) newSubscription(channel string, opts codec.AttachOptions, limi
 		limit:   limit,
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
 		settled: make(chan struct{}),
 	}
 }
@@ -500,7 +498,6 @@ func (sub *Subscription) resyncLocked() {
 // subscription ends.
 func (sub *Subscription) deliver() {
 	defer sub.s.delivering.Done()
-	defer close(sub.done)
 	if !sub.legacy && sub.out != nil {
 		defer close(sub.out)
 	}
