@@ -192,3 +192,120 @@ func TestContinuityFrameSurfaced(t *testing.T) {
 		t.Errorf("OnAttached told %v, want one loss", told)
 	}
 }
+
+func expectData(t *testing.T, ch <-chan Message, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		select {
+		case m := <-ch:
+			if string(m.Data) != strconv.Itoa(i) {
+				t.Fatalf("got %s, want %d", m.Data, i)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("message %d did not come", i)
+		}
+	}
+}
+
+// TestReconnectResumes: the connection drops under a subscription; the
+// session reconnects and resumes after the last message buffered: the
+// messages published meanwhile come once, in order.
+func TestReconnectResumes(t *testing.T) {
+	_, url := startEdge(t, gateway.Config{})
+	events := make(chan ContinuityEvent, 10)
+	s := NewSession(SessionOptions{URLs: []string{url}, MinBackoff: 10 * time.Millisecond, Logger: quiet()})
+	defer s.Close()
+	sub, err := s.Subscribe(ctx10(t), "r", SubscribeOptions{OnContinuity: func(e ContinuityEvent) { events <- e }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := mustPublisher(t, url, "r")
+	for i := range 5 {
+		publish(strconv.Itoa(i))
+	}
+	expectData(t, sub.Messages(), 0, 5)
+	s.mu.Lock()
+	c := s.conn
+	s.mu.Unlock()
+	_ = c.ws.UnderlyingConn().Close() // the network drops
+	for i := 5; i < 10; i++ {
+		publish(strconv.Itoa(i))
+	}
+	expectData(t, sub.Messages(), 5, 10)
+	for _, want := range []ContinuityEvent{
+		{Channel: "r", Continuity: codec.ContinuityFresh, Cause: CauseAttach},
+		{Channel: "r", Continuity: codec.ContinuityResumed, Cause: CauseReconnect},
+	} {
+		var e ContinuityEvent
+		select {
+		case e = <-events:
+		default:
+			t.Fatalf("no event %+v before the messages after it", want)
+		}
+		e.Pos = ""
+		if e != want {
+			t.Errorf("event %+v, want %+v", e, want)
+		}
+	}
+	if st := s.Stats(); st.Connects != 2 || st.LostContinuity != 0 {
+		t.Errorf("stats %+v, want 2 connections and no loss", st)
+	}
+}
+
+// TestOverflowBeyondHistory: the application falls so far behind that the
+// edge's history no longer holds what its subscription dropped; the
+// resync says so (lost), and the stream goes on from the edge's position.
+func TestOverflowBeyondHistory(t *testing.T) {
+	_, url := startEdge(t, gateway.Config{HistorySize: 5})
+	s := NewSession(SessionOptions{URLs: []string{url}, Logger: quiet()})
+	defer s.Close()
+	release := make(chan struct{})
+	entered := make(chan struct{}, 100)
+	got := make(chan string, 100)
+	sub, err := s.Subscribe(ctx10(t), "o", SubscribeOptions{
+		Buffer: 2,
+		OnMessage: func(m Message) {
+			entered <- struct{}{}
+			<-release
+			got <- string(m.Data)
+		},
+		OnContinuity: func(e ContinuityEvent) { got <- fmt.Sprintf("%s %s", e.Cause, e.Continuity) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := mustPublisher(t, url, "o")
+	publish("0")
+	<-entered // the handler holds 0: 1 and 2 fill the buffer, the rest is dropped
+	for i := 1; i < 20; i++ {
+		publish(strconv.Itoa(i))
+	}
+	waitFor(t, "17 messages dropped", func() bool { return sub.Stats().Dropped == 17 })
+	close(release)
+	next := func() string {
+		t.Helper()
+		select {
+		case g := <-got:
+			return g
+		case <-time.After(10 * time.Second):
+			t.Fatal("nothing more delivered")
+		}
+		return ""
+	}
+	if g := next(); g != "attach fresh" {
+		t.Fatalf("got %q first", g)
+	}
+	// History (5 messages) no longer holds 3, the first dropped.
+	for _, want := range []string{"0", "1", "2", "resync lost"} {
+		if g := next(); g != want {
+			t.Fatalf("got %q, want %q", g, want)
+		}
+	}
+	publish("20")
+	if g := next(); g != "20" {
+		t.Fatalf("after the loss got %q, want the next live message", g)
+	}
+	if st := sub.Stats(); st.Lost != 1 || st.Resyncs != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
