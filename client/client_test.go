@@ -141,3 +141,25 @@ func startScriptedEdge(t *testing.T, f codec.Format, reply []*codec.Frame, raw [
 	t.Cleanup(func() { close(stop); srv.Close() })
 	return "ws" + strings.TrimPrefix(srv.URL, "http")
 }
+
+// TestTokenSent: Options.Token reaches the edge as the token query
+// parameter, escaped, next to the format.
+func TestTokenSent(t *testing.T) {
+	got := make(chan string, 1)
+	up := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.URL.Query().Get("token") + " " + r.URL.Query().Get("format")
+		if ws, err := up.Upgrade(w, r, nil); err == nil {
+			ws.Close()
+		}
+	}))
+	defer srv.Close()
+	c, err := client.Dial(edgetest.Ctx10(t), "ws"+strings.TrimPrefix(srv.URL, "http"), client.Options{Token: "t 1&x=y", Format: codec.FormatMsgpack})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if g := <-got; g != "t 1&x=y msgpack" {
+		t.Errorf("edge got %q", g)
+	}
+}
