@@ -363,9 +363,9 @@ func (s *Session) connect(ctx context.Context, url string) (*Client, error) {
 	s.mu.Lock()
 	s.conn = c
 	s.creds = Credentials{APIKey: o.APIKey, Token: o.Token}
+	s.connects.Add(1) // before anyone can see the connection
 	close(s.connected)
 	s.mu.Unlock()
-	s.connects.Add(1)
 	return c, nil
 }
 
