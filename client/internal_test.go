@@ -94,7 +94,7 @@ func mustPublisher(t *testing.T, url, channel string) func(data string) {
 // connection as idle); once the application reads again it gets every
 // message once, in order: what did not fit the buffer was fetched again.
 func TestSlowApplicationKeepsConnection(t *testing.T) {
-	srv, url := startEdge(t, gateway.Config{HeartbeatInterval: 20 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
+	srv, url := startEdge(t, gateway.Config{HeartbeatInterval: 25 * time.Millisecond, IdleTimeout: 500 * time.Millisecond})
 	s := NewSession(SessionOptions{URLs: []string{url}, Options: Options{Buffer: 4}, Logger: quiet()})
 	defer s.Close()
 	if _, err := s.Attach(ctx10(t), "slow", codec.AttachOptions{}); err != nil {
@@ -108,14 +108,14 @@ func TestSlowApplicationKeepsConnection(t *testing.T) {
 	s.mu.Lock()
 	c := s.conn
 	s.mu.Unlock()
-	// 25 frames read while the application sleeps: heartbeats for at least
-	// 2.5 idle timeouts, each answered (or the edge would have dropped us).
+	// 60 frames read while the application sleeps: heartbeats for at least
+	// 3 idle timeouts, each answered (or the edge would have dropped us).
 	seen, last := 0, c.LastReceived()
 	waitFor(t, "heartbeats read while the application is stalled", func() bool {
 		if r := c.LastReceived(); r.After(last) {
 			seen, last = seen+1, r
 		}
-		return seen >= 25
+		return seen >= 60
 	})
 	if d := srv.Stats().IdleDrops; d != 0 {
 		t.Fatalf("edge dropped %d idle connections", d)
