@@ -14,11 +14,21 @@ import (
 // buffered items to the application; resync fetches again what a full
 // buffer dropped.
 
+// pendingAttach is an attach sent and not answered yet.
+type pendingAttach struct {
+	cause ContinuityCause
+	// gate: until the answer, the connection's messages of the channel are
+	// dropped, because they come again after it (the attach resumes from
+	// the last one buffered, or is the channel's first on the connection).
+	// An attach that replaces the options of a live one does not gate:
+	// live delivery goes on through it.
+	gate bool
+}
+
 // expectAttach notes that an attach with ref is being sent on connection
 // gen, and returns its options: resuming after the last buffered message
-// once there is one. Until the answer arrives, messages of that
-// connection are dropped: they come again after it.
-func (sub *Subscription) expectAttach(gen, ref uint64) (codec.AttachOptions, bool) {
+// once there is one.
+func (sub *Subscription) expectAttach(gen, ref uint64, gate bool) (codec.AttachOptions, bool) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	if sub.ended {
@@ -28,14 +38,17 @@ func (sub *Subscription) expectAttach(gen, ref uint64) (codec.AttachOptions, boo
 	if sub.attached {
 		cause = CauseReconnect
 	}
-	return sub.expectLocked(gen, ref, cause), true
+	return sub.expectLocked(gen, ref, pendingAttach{cause: cause, gate: gate}), true
 }
 
-func (sub *Subscription) expectLocked(gen, ref uint64, cause ContinuityCause) codec.AttachOptions {
+func (sub *Subscription) expectLocked(gen, ref uint64, p pendingAttach) codec.AttachOptions {
 	if sub.waitGen != gen || sub.waiting == nil {
-		sub.waitGen, sub.waiting = gen, make(map[uint64]ContinuityCause)
+		sub.waitGen, sub.waiting, sub.gates = gen, make(map[uint64]pendingAttach), 0
 	}
-	sub.waiting[ref] = cause
+	sub.waiting[ref] = p
+	if p.gate {
+		sub.gates++
+	}
 	sub.overflow = false // the attach fetches from pos again
 	opts := sub.opts
 	if sub.attached && !opts.PublishOnly && sub.pos != "" {
@@ -49,11 +62,12 @@ func (sub *Subscription) expectLocked(gen, ref uint64, cause ContinuityCause) co
 func (sub *Subscription) onAttached(gen uint64, fr *codec.Frame) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
-	cause, ok := sub.waiting[fr.Ref]
+	p, ok := sub.waiting[fr.Ref]
 	if sub.ended || gen != sub.waitGen || !ok {
 		return
 	}
-	delete(sub.waiting, fr.Ref)
+	sub.answeredLocked(fr.Ref)
+	cause := p.cause
 	if fr.Continuity != codec.ContinuityResumed {
 		sub.pos = fr.Pos // fresh: from here (rewound messages follow); lost: from here
 	}
@@ -79,7 +93,16 @@ func (sub *Subscription) onRefused(gen uint64, ref uint64) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	if gen == sub.waitGen {
+		sub.answeredLocked(ref)
+	}
+}
+
+func (sub *Subscription) answeredLocked(ref uint64) {
+	if p, ok := sub.waiting[ref]; ok {
 		delete(sub.waiting, ref)
+		if p.gate {
+			sub.gates--
+		}
 	}
 }
 
@@ -87,7 +110,7 @@ func (sub *Subscription) onRefused(gen uint64, ref uint64) {
 func (sub *Subscription) onMessage(gen uint64, m Message) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
-	if sub.ended || (gen == sub.waitGen && len(sub.waiting) > 0) {
+	if sub.ended || (gen == sub.waitGen && sub.gates > 0) {
 		return // detached; or an attach's answer, and a replay, are coming
 	}
 	if sub.overflow || sub.queued >= sub.limit {
@@ -109,7 +132,7 @@ func (sub *Subscription) onMessage(gen uint64, m Message) {
 func (sub *Subscription) onLost(gen uint64, c codec.Continuity, pos string) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
-	if sub.ended || (gen == sub.waitGen && len(sub.waiting) > 0) || sub.overflow {
+	if sub.ended || (gen == sub.waitGen && sub.gates > 0) || sub.overflow {
 		// Not in the stream the application sees yet: the pending attach
 		// or resync reports its own continuity.
 		return
@@ -224,7 +247,7 @@ func (s *Session) resync(sub *Subscription) {
 			return
 		}
 		ref := c.nextRef()
-		opts := sub.expectLocked(gen, ref, CauseResync)
+		opts := sub.expectLocked(gen, ref, pendingAttach{cause: CauseResync, gate: true})
 		sub.mu.Unlock()
 		s.mu.Unlock()
 

@@ -342,7 +342,7 @@ func (s *Session) connect(ctx context.Context, url string) (*Client, error) {
 	s.mu.Unlock()
 	for _, sub := range subs {
 		ref := c.nextRef()
-		opts, ok := sub.expectAttach(gen, ref)
+		opts, ok := sub.expectAttach(gen, ref, true)
 		if !ok {
 			continue // ended meanwhile
 		}

@@ -266,3 +266,23 @@ func TestCredentialsBeforeEachConnect(t *testing.T) {
 		t.Errorf("credentials asked %d times, want 2 (one refused attempt, one connection)", n)
 	}
 }
+
+// TestAttachAgain: Session.Attach on a channel it attached before
+// replaces the options (as before Subscribe existed); Subscribe on it is
+// refused.
+func TestAttachAgain(t *testing.T) {
+	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	s := mustSession(t, client.SessionOptions{URLs: []string{e.URL}})
+	for range 2 {
+		if _, err := s.Attach(edgetest.Ctx10(t), "a", codec.AttachOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Subscribe(edgetest.Ctx10(t), "a", client.SubscribeOptions{}); !errors.Is(err, client.ErrSubscribed) {
+		t.Fatalf("Subscribe on an attached channel: %v, want ErrSubscribed", err)
+	}
+	pub := edgetest.MustDial(t, e.URL, client.Options{})
+	edgetest.MustAttach(t, pub, "a", codec.AttachOptions{PublishOnly: true})
+	mustPublish(t, pub, "a", 0, 3)
+	expectSeq(t, s.Messages(), 0, 3)
+}

@@ -115,14 +115,15 @@ type Subscription struct {
 
 	mu        sync.Mutex // guards the fields below
 	queue     []item
-	queued    int    // messages in queue
-	pos       string // position after the last message buffered
-	overflow  bool   // the buffer was full: messages are dropped until a resync
-	resyncing bool   // a resync goroutine runs
-	waitGen   uint64 // connection on which attaches wait for their answer
-	waiting   map[uint64]ContinuityCause
-	attached  bool     // an attached arrived at least once
-	first     Attached // the first attached
+	queued    int                      // messages in queue
+	pos       string                   // position after the last message buffered
+	overflow  bool                     // the buffer was full: messages are dropped until a resync
+	resyncing bool                     // a resync goroutine runs
+	waitGen   uint64                   // connection on which attaches wait for their answer
+	waiting   map[uint64]pendingAttach // on connection waitGen
+	gates     int                      // of waiting, those that gate
+	attached  bool                     // an attached arrived at least once
+	first     Attached                 // the first attached
 	ended     bool
 	err       error
 	stats     SubscriptionStats
@@ -210,7 +211,7 @@ func (s *Session) attach(ctx context.Context, sub *Subscription, replace bool) (
 		}
 		s.subs[sub.channel] = sub
 		c, ref = cur, cur.nextRef()
-		sub.expectAttach(gen, ref)
+		sub.expectAttach(gen, ref, old == nil)
 		s.mu.Unlock()
 		if old != nil {
 			old.end(nil)
