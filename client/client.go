@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	neturl "net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +21,11 @@ type Options struct {
 	Format codec.Format
 	// APIKey ("id:secret") authenticates a publisher.
 	APIKey string
-	// Buffer is the capacity of the Messages channel (default 4096).
+	// Token is a capability token, sent as the token query parameter
+	// (docs/protocol.md §1.1). Edges of protocol v1 accept and ignore it.
+	Token string
+	// Buffer is the capacity of the Messages channel (default 4096). For a
+	// Session it is the default per-subscription buffer.
 	Buffer int
 	// Dialer overrides the WebSocket dialer (e.g. to bind a source address).
 	Dialer *websocket.Dialer
@@ -35,14 +41,26 @@ type Message struct {
 // ErrClosed is returned by calls on a closed connection.
 var ErrClosed = errors.New("client: connection closed")
 
+// writeTimeout bounds one socket write, as the edge bounds its own: a
+// connection whose writes make no progress for this long is dead.
+const writeTimeout = 10 * time.Second
+
 // Client is one connection to an edge.
 type Client struct {
-	ws     *websocket.Conn
-	format codec.Format
-	msgs   chan Message
-	errs   chan *codec.Error
-	done   chan struct{}
-	ref    atomic.Uint64
+	ws      *websocket.Conn
+	url     string
+	apiKey  string
+	format  codec.Format
+	msgs    chan Message
+	errs    chan *codec.Error
+	done    chan struct{}
+	closing chan struct{} // closed by Close: the read loop stops handing over
+	closed  sync.Once
+	ref     atomic.Uint64
+	// frames, if set, sees every decoded frame first, on the read loop; a
+	// Session uses it to route messages without blocking the reader. When it
+	// returns true the frame is consumed.
+	frames func(fr *codec.Frame) bool
 	// lastRecv is when the last frame arrived (Unix nanoseconds): a
 	// Session takes an edge for dead when it goes quiet.
 	lastRecv atomic.Int64
@@ -52,14 +70,22 @@ type Client struct {
 	mu         sync.Mutex // guards the fields below
 	pending    map[uint64]chan codec.Frame
 	disconnect *codec.Error
+	reconnect  bool // the disconnect frame's reconnect flag
 	readErr    error
 }
 
 // Dial connects to an edge. url is the edge's base WebSocket URL, e.g.
 // "ws://127.0.0.1:8080"; the path /v1/ws and the format are added.
 func Dial(ctx context.Context, url string, o Options) (*Client, error) {
+	return dial(ctx, url, o, nil)
+}
+
+func dial(ctx context.Context, url string, o Options, frames func(*codec.Frame) bool) (*Client, error) {
 	if o.Buffer <= 0 {
 		o.Buffer = 4096
+	}
+	if frames != nil {
+		o.Buffer = 1 // frames consumes the messages: Messages stays unused
 	}
 	d := o.Dialer
 	if d == nil {
@@ -69,7 +95,11 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	if o.APIKey != "" {
 		h.Set("Authorization", "Bearer "+o.APIKey)
 	}
-	ws, resp, err := d.DialContext(ctx, fmt.Sprintf("%s/v1/ws?format=%s", url, o.Format), h)
+	u := fmt.Sprintf("%s/v1/ws?format=%s", url, o.Format)
+	if o.Token != "" {
+		u += "&token=" + neturl.QueryEscape(o.Token)
+	}
+	ws, resp, err := d.DialContext(ctx, u, h)
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("client: dial %s: %w (HTTP %d)", url, err, resp.StatusCode)
@@ -78,10 +108,14 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	}
 	c := &Client{
 		ws:      ws,
+		url:     url,
+		apiKey:  o.APIKey,
 		format:  o.Format,
 		msgs:    make(chan Message, o.Buffer),
 		errs:    make(chan *codec.Error, 64),
 		done:    make(chan struct{}),
+		closing: make(chan struct{}),
+		frames:  frames,
 		pending: make(map[uint64]chan codec.Frame),
 	}
 	c.lastRecv.Store(time.Now().UnixNano())
@@ -90,7 +124,10 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 }
 
 // Messages delivers the messages of every attached channel, in arrival
-// order. It is closed when the connection ends.
+// order. It is closed when the connection ends. A consumer that stops
+// reading it stops the connection's reader once Options.Buffer messages
+// wait: heartbeats then go unanswered and the edge drops the connection.
+// A Session does not have this problem.
 func (c *Client) Messages() <-chan Message { return c.msgs }
 
 // Errors delivers error frames that answer no request of this client
@@ -123,7 +160,13 @@ type Attached struct {
 // AttachInfo attaches a channel and returns the edge's answer: with
 // opts.Resume, whether the stream resumed exactly or continuity was lost.
 func (c *Client) AttachInfo(ctx context.Context, channel string, opts codec.AttachOptions) (Attached, error) {
-	fr, err := c.request(ctx, &codec.Frame{Type: codec.FrameAttach, Channel: channel, Options: opts})
+	return c.attachRef(ctx, channel, opts, 0)
+}
+
+// attachRef is AttachInfo with the request's ref chosen by the caller (0:
+// the next one), so that a Session can recognise the answer on the read loop.
+func (c *Client) attachRef(ctx context.Context, channel string, opts codec.AttachOptions, ref uint64) (Attached, error) {
+	fr, err := c.request(ctx, &codec.Frame{Type: codec.FrameAttach, Ref: ref, Channel: channel, Options: opts})
 	return Attached{Continuity: fr.Continuity, Pos: fr.Pos}, err
 }
 
@@ -158,24 +201,44 @@ func (c *Client) SendRaw(b []byte, binary bool) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	_ = c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
 	return c.ws.WriteMessage(t, b)
 }
 
 // LastReceived is when the last frame arrived from the edge.
 func (c *Client) LastReceived() time.Time { return time.Unix(0, c.lastRecv.Load()) }
 
-// Close closes the connection.
+// Close closes the connection and waits for its reader to end. Messages
+// not yet taken from Messages are dropped. Close may be called more than
+// once and from any goroutine.
 func (c *Client) Close() error {
+	c.closed.Do(func() { close(c.closing) })
 	c.wmu.Lock()
 	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 	c.wmu.Unlock()
 	err := c.ws.Close()
 	<-c.done
+	if errors.Is(err, net.ErrClosed) {
+		err = nil // closed before: by the edge, or by an earlier Close
+	}
 	return err
 }
 
+// ended describes how the connection ended (after Done is closed): the
+// edge's disconnect frame if it sent one, with its reconnect flag, else the
+// read error (a WebSocket close code, a reset, or the local Close).
+func (c *Client) ended() (d *codec.Error, reconnect bool, readErr error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.disconnect, c.reconnect, c.readErr
+}
+
+func (c *Client) nextRef() uint64 { return c.ref.Add(1) }
+
 func (c *Client) request(ctx context.Context, fr *codec.Frame) (codec.Frame, error) {
-	fr.Ref = c.ref.Add(1)
+	if fr.Ref == 0 {
+		fr.Ref = c.nextRef()
+	}
 	reply := make(chan codec.Frame, 1)
 	c.mu.Lock()
 	if c.pending == nil {
@@ -190,7 +253,12 @@ func (c *Client) request(ctx context.Context, fr *codec.Frame) (codec.Frame, err
 		c.mu.Unlock()
 	}()
 	if err := c.write(fr); err != nil {
-		return codec.Frame{}, err
+		select {
+		case <-c.done:
+			return codec.Frame{}, ErrClosed
+		default:
+			return codec.Frame{}, err
+		}
 	}
 	select {
 	case r := <-reply:
@@ -232,25 +300,39 @@ func (c *Client) readLoop() {
 		}
 		fr, err := c.format.Decode(b)
 		if err != nil {
+			if errors.Is(err, codec.ErrUnknownType) {
+				// A frame type of a later protocol version (§2.2): skip it.
+				continue
+			}
 			c.pushError(codec.AsError(err))
+			continue
+		}
+		if c.frames != nil && c.frames(&fr) {
 			continue
 		}
 		switch fr.Type {
 		case codec.FrameMessage:
 			fr.Msg.Channel = fr.Channel
-			c.msgs <- Message{Message: fr.Msg, Pos: fr.Pos}
+			select {
+			case c.msgs <- Message{Message: fr.Msg, Pos: fr.Pos}:
+			case <-c.closing:
+				return
+			}
 		case codec.FrameHeartbeat:
 			_ = c.write(&codec.Frame{Type: codec.FrameHeartbeat})
 		case codec.FrameDisconnect:
 			c.mu.Lock()
-			c.disconnect = fr.Err
+			c.disconnect, c.reconnect = fr.Err, fr.Reconnect
 			c.mu.Unlock()
 		default:
 			c.mu.Lock()
 			ch := c.pending[fr.Ref]
 			c.mu.Unlock()
 			if ch != nil && fr.Ref != 0 {
-				ch <- fr
+				select {
+				case ch <- fr:
+				default: // a second answer to one ref: not ours to block on
+				}
 			} else if fr.Err != nil {
 				c.pushError(fr.Err)
 			}

@@ -5,10 +5,15 @@ import (
 	crand "crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/fasthttp/websocket"
 
 	"github.com/feedgate/feedgate/codec"
 )
@@ -26,41 +31,72 @@ type SessionOptions struct {
 	// DeadAfter: an edge from which nothing arrived for this long is taken
 	// for dead (default 45s: two missed 20s heartbeats and some slack).
 	DeadAfter time.Duration
-	// OnAttached, if set, is told the outcome of every (re-)attach; with
-	// ContinuityLost the application should refetch the channel's state.
+	// OnAttached, if set, is told the outcome of every re-attach after a
+	// reconnection or a buffer overflow, and of every loss the edge reports
+	// mid-stream; with ContinuityLost the application should refetch the
+	// channel's state. It is called on the channel's delivery goroutine, in
+	// order with the channel's messages.
 	OnAttached func(channel string, a Attached)
+	// OnState, if set, is told every change of the connection state, in
+	// order, on a goroutine of its own: it may call the Session's methods.
+	OnState func(StateEvent)
+	// Credentials, if set, is called before every connection attempt, the
+	// first included, and its result replaces Options.APIKey and
+	// Options.Token for that connection and for History: the place to
+	// obtain a fresh capability token. An error counts as a failed attempt
+	// (the session backs off and asks again).
+	Credentials func(ctx context.Context) (Credentials, error)
+	// HTTPClient serves History (default http.DefaultClient).
+	HTTPClient *http.Client
 	Logger     *slog.Logger
+}
+
+// Credentials are what a connection authenticates with.
+type Credentials struct {
+	APIKey string // "id:secret", sent as Authorization: Bearer
+	Token  string // a capability token, sent as the token query parameter
 }
 
 // Session is a client that stays connected: when its edge goes away (a
 // dropped network, a dead or draining edge, a slow-consumer disconnect) it
 // reconnects, to the next URL, with exponential backoff and jitter, and
-// re-attaches every channel with its resume token, so that the messages
+// re-attaches every channel with its resume token, so that each channel's
 // stream continues with nothing missed and nothing repeated, or the
 // application is told that continuity was lost.
+//
+// The connection's reader never waits for the application: messages go to
+// a bounded buffer per subscription (see Subscribe for the policy when it
+// fills), so heartbeats are answered however slow a handler is.
 type Session struct {
-	o    SessionOptions
-	msgs chan Message
-	stop context.CancelFunc
-	done chan struct{}
+	o      SessionOptions
+	msgs   chan Message // the Messages stream of channels attached with Attach
+	ctx    context.Context
+	stop   context.CancelFunc
+	done   chan struct{}
+	events *serial // OnState calls
 
-	mu        sync.Mutex // guards the fields below
-	channels  map[string]*sessionChannel
+	connects, lost, dropped, resyncs atomic.Int64
+	// delivering counts the subscriptions' delivery goroutines: Messages is
+	// closed, and Close returns, once they have all returned.
+	delivering sync.WaitGroup
+
+	mu        sync.Mutex // guards the fields below; taken before a Subscription's
+	subs      map[string]*Subscription
 	conn      *Client       // current connection, nil while reconnecting
+	gen       uint64        // numbers conn: frames of older connections are told apart
+	url       string        // conn's URL, or the last one tried
+	creds     Credentials   // conn's credentials
 	connected chan struct{} // closed when conn is set; replaced on loss
 	err       error         // why the session ended
-	stats     SessionStats
-}
-
-type sessionChannel struct {
-	opts codec.AttachOptions
-	pos  string // position after the last message received
 }
 
 // SessionStats count what a session went through.
 type SessionStats struct {
 	Connects       int // successful connections, the first included
-	LostContinuity int // re-attaches whose continuity was lost
+	LostContinuity int // re-attaches (or edge reports) whose continuity was lost
+	// Dropped counts messages not buffered because their subscription's
+	// buffer was full; Resyncs the re-attaches that fetched them again.
+	Dropped, Resyncs int
 }
 
 // NewSession starts a session; it connects in the background.
@@ -80,21 +116,30 @@ func NewSession(o SessionOptions) *Session {
 	if o.Buffer <= 0 {
 		o.Buffer = 4096
 	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = http.DefaultClient
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Session{
 		o:         o,
-		msgs:      make(chan Message, o.Buffer),
+		msgs:      make(chan Message),
+		ctx:       ctx,
 		stop:      stop,
 		done:      make(chan struct{}),
-		channels:  make(map[string]*sessionChannel),
+		events:    newSerial(),
+		subs:      make(map[string]*Subscription),
 		connected: make(chan struct{}),
+	}
+	if len(o.URLs) > 0 {
+		s.url = o.URLs[0]
 	}
 	go s.run(ctx)
 	return s
 }
 
-// Messages delivers the messages of every attached channel, across
-// reconnections. It is closed when the session ends.
+// Messages delivers the messages of every channel attached with Attach,
+// across reconnections, in order per channel. It is closed when the
+// session ends. Subscriptions made with Subscribe deliver their own.
 func (s *Session) Messages() <-chan Message { return s.msgs }
 
 // Done is closed when the session has ended (Close, or an edge told it not
@@ -110,67 +155,38 @@ func (s *Session) Err() error {
 
 // Stats returns the session's counters.
 func (s *Session) Stats() SessionStats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stats
+	return SessionStats{
+		Connects:       int(s.connects.Load()),
+		LostContinuity: int(s.lost.Load()),
+		Dropped:        int(s.dropped.Load()),
+		Resyncs:        int(s.resyncs.Load()),
+	}
 }
 
 // current waits until the session is connected.
-func (s *Session) current(ctx context.Context) (*Client, error) {
+func (s *Session) current(ctx context.Context) (*Client, uint64, error) {
 	for {
 		s.mu.Lock()
-		c, ready := s.conn, s.connected
+		c, gen, ready := s.conn, s.gen, s.connected
 		s.mu.Unlock()
 		if c != nil {
-			return c, nil
+			return c, gen, nil
 		}
 		select {
 		case <-ready:
 		case <-s.done:
-			return nil, ErrClosed
+			return nil, 0, ErrClosed
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, 0, ctx.Err()
 		}
-	}
-}
-
-// Attach attaches a channel now and after every reconnection.
-func (s *Session) Attach(ctx context.Context, channel string, opts codec.AttachOptions) (Attached, error) {
-	for {
-		c, err := s.current(ctx)
-		if err != nil {
-			return Attached{}, err
-		}
-		// Registered before the attach is sent: the channel's first messages
-		// may be pumped before the reply is read, and must move its position.
-		sc := &sessionChannel{opts: opts}
-		s.mu.Lock()
-		s.channels[channel] = sc
-		s.mu.Unlock()
-		a, err := c.AttachInfo(ctx, channel, opts)
-		s.mu.Lock()
-		if err != nil {
-			if s.channels[channel] == sc {
-				delete(s.channels, channel)
-			}
-			s.mu.Unlock()
-			if errors.Is(err, ErrClosed) {
-				continue // reconnecting; try again on the next connection
-			}
-			return a, err
-		}
-		if sc.pos == "" {
-			sc.pos = a.Pos
-		}
-		s.mu.Unlock()
-		return a, nil
 	}
 }
 
 // Publish publishes on an attached channel and waits for the ack. If the
 // connection is lost first, it publishes again on the next one with the
 // same message ID (one is generated if o.ID is empty), which the edges
-// deduplicate: the message is delivered once.
+// deduplicate: the message is delivered once. A retryable nack is retried
+// the same way after MinBackoff.
 func (s *Session) Publish(ctx context.Context, channel string, data []byte, o PublishOptions) (string, error) {
 	if o.ID == "" {
 		var b [12]byte
@@ -178,7 +194,7 @@ func (s *Session) Publish(ctx context.Context, channel string, data []byte, o Pu
 		o.ID = hex.EncodeToString(b[:])
 	}
 	for {
-		c, err := s.current(ctx)
+		c, _, err := s.current(ctx)
 		if err != nil {
 			return "", err
 		}
@@ -202,28 +218,43 @@ func (s *Session) Publish(ctx context.Context, channel string, data []byte, o Pu
 	}
 }
 
-// Close ends the session.
+// Close ends the session: its connection, every subscription (their
+// Messages channels are closed) and the Messages stream. It returns once
+// every handler has returned, so a handler must not call Close.
 func (s *Session) Close() error {
 	s.stop()
 	<-s.done
 	return nil
 }
 
+func (s *Session) emit(e StateEvent) {
+	if s.o.OnState != nil {
+		s.events.do(func() { s.o.OnState(e) })
+	}
+}
+
 func (s *Session) run(ctx context.Context) {
-	defer func() {
-		close(s.msgs)
-		close(s.done)
-	}()
+	defer s.shutdown()
+	if len(s.o.URLs) == 0 {
+		s.mu.Lock()
+		s.err = errors.New("client: SessionOptions.URLs is empty")
+		s.mu.Unlock()
+		return
+	}
 	backoff := s.o.MinBackoff
 	for i := 0; ; i++ {
 		if ctx.Err() != nil {
-			s.end(nil)
 			return
 		}
 		url := s.o.URLs[i%len(s.o.URLs)]
+		s.emit(StateEvent{State: StateConnecting, URL: url})
 		c, err := s.connect(ctx, url)
 		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
 			s.o.Logger.Debug("session: connect failed", "url", url, "err", err)
+			s.emit(StateEvent{State: StateDisconnected, URL: url, Reason: err.Error(), Reconnect: true})
 			// Full jitter: a storm of clients does not come back in step.
 			wait := time.Duration(rand.Int64N(int64(backoff) + 1))
 			backoff = min(2*backoff, s.o.MaxBackoff)
@@ -234,68 +265,113 @@ func (s *Session) run(ctx context.Context) {
 			continue
 		}
 		backoff = s.o.MinBackoff
-		s.pump(ctx, c)
-		if d := c.Disconnect(); d != nil && d.Code == codec.CodeTooManyErrors {
-			s.end(d)
+		s.emit(StateEvent{State: StateConnected, URL: url})
+		ev := s.pump(ctx, c)
+		if ctx.Err() != nil {
+			return
+		}
+		ev.State, ev.URL = StateDisconnected, url
+		s.emit(ev)
+		if !ev.Reconnect {
+			d, _, _ := c.ended()
+			s.mu.Lock()
+			s.err = d
+			s.mu.Unlock()
 			return
 		}
 	}
 }
 
-func (s *Session) end(err error) {
+// shutdown ends every subscription, waits for their delivery goroutines,
+// then closes the Messages stream and Done.
+func (s *Session) shutdown() {
+	s.stop()
 	s.mu.Lock()
-	s.err = err
+	subs := make([]*Subscription, 0, len(s.subs))
+	for _, sub := range s.subs {
+		subs = append(subs, sub)
+	}
+	s.subs = map[string]*Subscription{}
+	err := s.err
 	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.end(ErrClosed)
+	}
+	s.delivering.Wait()
+	close(s.msgs)
+	s.emit(StateEvent{State: StateClosed, Err: err, Reason: errText(err)})
+	s.events.close()
+	<-s.events.done
+	close(s.done)
 }
 
-// connect dials url and re-attaches every channel with its resume token.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// connect dials url and re-attaches every subscription with its resume
+// token.
 func (s *Session) connect(ctx context.Context, url string) (*Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := Dial(dctx, url, s.o.Options)
+	o := s.o.Options
+	if s.o.Credentials != nil {
+		cr, err := s.o.Credentials(dctx)
+		if err != nil {
+			return nil, fmt.Errorf("client: credentials: %w", err)
+		}
+		o.APIKey, o.Token = cr.APIKey, cr.Token
+	}
+	s.mu.Lock()
+	s.gen++
+	gen := s.gen
+	s.url = url
+	s.mu.Unlock()
+	c, err := dial(dctx, url, o, func(fr *codec.Frame) bool { return s.handleFrame(gen, fr) })
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
-	chans := make(map[string]sessionChannel, len(s.channels))
-	for name, ch := range s.channels {
-		chans[name] = *ch
+	subs := make([]*Subscription, 0, len(s.subs))
+	for _, sub := range s.subs {
+		subs = append(subs, sub)
 	}
 	s.mu.Unlock()
-	for name, ch := range chans {
-		opts := ch.opts
-		if !opts.PublishOnly && ch.pos != "" {
-			opts.Resume, opts.Rewind, opts.RewindFor = ch.pos, 0, 0
+	for _, sub := range subs {
+		ref := c.nextRef()
+		opts, ok := sub.expectAttach(gen, ref, true)
+		if !ok {
+			continue // ended meanwhile
 		}
-		a, err := c.AttachInfo(dctx, name, opts)
+		_, err := c.attachRef(dctx, sub.channel, opts, ref)
+		var e *codec.Error
+		if errors.As(err, &e) && !e.Code.Retryable() {
+			// Refused for good (e.g. the new credentials do not allow it):
+			// the subscription ends, the others go on.
+			s.o.Logger.Warn("session: re-attach refused", "channel", sub.channel, "err", err)
+			s.remove(sub, err)
+			continue
+		}
 		if err != nil {
 			c.Close()
 			return nil, err
 		}
-		if a.Continuity == codec.ContinuityLost {
-			// The stream goes on from the edge's position, not from ours.
-			s.mu.Lock()
-			s.stats.LostContinuity++
-			if sc := s.channels[name]; sc != nil {
-				sc.pos = a.Pos
-			}
-			s.mu.Unlock()
-		}
-		if s.o.OnAttached != nil {
-			s.o.OnAttached(name, a)
-		}
 	}
 	s.mu.Lock()
 	s.conn = c
-	s.stats.Connects++
+	s.creds = Credentials{APIKey: o.APIKey, Token: o.Token}
+	s.connects.Add(1) // before anyone can see the connection
 	close(s.connected)
 	s.mu.Unlock()
 	return c, nil
 }
 
-// pump forwards c's messages until c ends (or goes quiet for DeadAfter),
-// keeping each channel's resume position.
-func (s *Session) pump(ctx context.Context, c *Client) {
+// pump watches c until it ends, goes quiet for DeadAfter, or the session
+// is closed, and says how it ended.
+func (s *Session) pump(ctx context.Context, c *Client) StateEvent {
 	tick := time.NewTicker(s.o.DeadAfter / 4)
 	defer tick.Stop()
 	defer func() {
@@ -307,27 +383,23 @@ func (s *Session) pump(ctx context.Context, c *Client) {
 	}()
 	for {
 		select {
-		case m, ok := <-c.Messages():
-			if !ok {
-				return
+		case <-c.Done():
+			d, reconnect, readErr := c.ended()
+			if d != nil {
+				return StateEvent{Code: d.Code, Reason: d.Message, Reconnect: reconnect}
 			}
-			s.mu.Lock()
-			if ch := s.channels[m.Channel]; ch != nil {
-				ch.pos = m.Pos
+			var ce *websocket.CloseError
+			if errors.As(readErr, &ce) {
+				return StateEvent{Code: codec.Code(ce.Code), Reason: ce.Text, Reconnect: true}
 			}
-			s.mu.Unlock()
-			select {
-			case s.msgs <- m:
-			case <-ctx.Done():
-				return
-			}
+			return StateEvent{Reason: errText(readErr), Reconnect: true}
 		case <-tick.C:
-			if time.Since(c.LastReceived()) > s.o.DeadAfter {
-				s.o.Logger.Info("session: edge went quiet; reconnecting", "quiet_for", time.Since(c.LastReceived()).Round(time.Millisecond))
-				return
+			if quiet := time.Since(c.LastReceived()); quiet > s.o.DeadAfter {
+				s.o.Logger.Info("session: edge went quiet; reconnecting", "quiet_for", quiet.Round(time.Millisecond))
+				return StateEvent{Reason: fmt.Sprintf("nothing received for %v", quiet.Round(time.Millisecond)), Reconnect: true}
 			}
 		case <-ctx.Done():
-			return
+			return StateEvent{}
 		}
 	}
 }

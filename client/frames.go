@@ -1,0 +1,55 @@
+package client
+
+import "github.com/feedgate/feedgate/codec"
+
+// frameContinuity is the type name of the edge's mid-stream continuity
+// frame: {"type":"continuity","channel":c,"continuity":"lost","pos":p}
+// says that messages of channel c were lost on the edge and could not be
+// recovered; the stream goes on from p. It is matched by name, so that it
+// is handled as soon as the codec decodes it (until then the codec refuses
+// the type and the reader skips the frame).
+const frameContinuity = "continuity"
+
+// handleFrame routes the frames of connection gen that concern
+// subscriptions; it runs on the connection's read loop and never blocks.
+// It consumes (returns true for) messages and continuity frames; the
+// answers to attaches are noted here in stream order, then go on to the
+// request that waits for them.
+func (s *Session) handleFrame(gen uint64, fr *codec.Frame) bool {
+	switch fr.Type {
+	case codec.FrameMessage:
+		if sub := s.subscription(fr.Channel); sub != nil {
+			fr.Msg.Channel = fr.Channel
+			sub.onMessage(gen, Message{Message: fr.Msg, Pos: fr.Pos})
+		}
+		return true
+	case codec.FrameAttached:
+		if sub := s.subscription(fr.Channel); sub != nil {
+			sub.onAttached(gen, fr)
+		}
+	case codec.FrameError:
+		if sub := s.subscription(fr.Channel); sub != nil && fr.Ref != 0 {
+			sub.onRefused(gen, fr.Ref)
+		}
+	default:
+		if fr.Type.String() == frameContinuity {
+			s.continuityFrame(gen, fr)
+			return true
+		}
+	}
+	return false
+}
+
+// continuityFrame surfaces a mid-stream continuity frame to the channel's
+// subscription, exactly like a lost continuity on a re-attach.
+func (s *Session) continuityFrame(gen uint64, fr *codec.Frame) {
+	if sub := s.subscription(fr.Channel); sub != nil && fr.Continuity != "" {
+		sub.onLost(gen, fr.Continuity, fr.Pos)
+	}
+}
+
+func (s *Session) subscription(channel string) *Subscription {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subs[channel]
+}

@@ -1,0 +1,288 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/feedgate/feedgate/auth"
+	"github.com/feedgate/feedgate/client"
+	"github.com/feedgate/feedgate/codec"
+	"github.com/feedgate/feedgate/gateway"
+	"github.com/feedgate/feedgate/internal/edgetest"
+)
+
+func mustSession(t *testing.T, o client.SessionOptions) *client.Session {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = quietLog()
+	}
+	if o.MinBackoff == 0 {
+		o.MinBackoff = 10 * time.Millisecond
+	}
+	s := client.NewSession(o)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func mustPublish(t *testing.T, c *client.Client, channel string, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if _, err := c.Publish(edgetest.Ctx10(t), channel, []byte(strconv.Itoa(i)), client.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func expectSeq(t *testing.T, ch <-chan client.Message, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		select {
+		case m, ok := <-ch:
+			if !ok {
+				t.Fatalf("closed before message %d", i)
+			}
+			if string(m.Data) != strconv.Itoa(i) {
+				t.Fatalf("got %s, want %d", m.Data, i)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("message %d did not come", i)
+		}
+	}
+}
+
+// TestSubscriptionsIndependent: a handler that blocks does not hold up
+// another subscription of the same session; once it returns, its
+// subscription gets every message once and in order, the ones that did
+// not fit its buffer fetched again from the edge's history.
+func TestSubscriptionsIndependent(t *testing.T) {
+	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	s := mustSession(t, client.SessionOptions{URLs: []string{e.URL}})
+	release := make(chan struct{})
+	slowGot := make(chan client.Message, 100)
+	var events []client.ContinuityEvent
+	var mu sync.Mutex
+	slow, err := s.Subscribe(edgetest.Ctx10(t), "slow", client.SubscribeOptions{
+		Buffer: 4,
+		OnMessage: func(m client.Message) {
+			<-release
+			slowGot <- m
+		},
+		OnContinuity: func(e client.ContinuityEvent) {
+			mu.Lock()
+			events = append(events, e)
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err := s.Subscribe(edgetest.Ctx10(t), "fast", client.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Subscribe(edgetest.Ctx10(t), "fast", client.SubscribeOptions{}); !errors.Is(err, client.ErrSubscribed) {
+		t.Fatalf("second subscription to a channel: %v, want ErrSubscribed", err)
+	}
+	pub := edgetest.MustDial(t, e.URL, client.Options{})
+	edgetest.MustAttach(t, pub, "slow", codec.AttachOptions{PublishOnly: true})
+	edgetest.MustAttach(t, pub, "fast", codec.AttachOptions{PublishOnly: true})
+	mustPublish(t, pub, "slow", 0, 30)
+	mustPublish(t, pub, "fast", 0, 30)
+	expectSeq(t, fast.Messages(), 0, 30) // while slow's handler is blocked
+	edgetest.WaitFor(t, "slow's buffer to overflow", func() bool { return slow.Stats().Dropped > 0 })
+	close(release)
+	expectSeq(t, slowGot, 0, 30)
+	st := slow.Stats()
+	if st.Delivered != 30 || st.Resyncs == 0 || st.Lost != 0 {
+		t.Errorf("slow subscription stats %+v", st)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) < 2 || events[0].Cause != client.CauseAttach || events[1].Cause != client.CauseResync || events[1].Continuity != codec.ContinuityResumed {
+		t.Errorf("continuity events %+v: want the attach, then resumed resyncs", events)
+	}
+}
+
+// TestDetach: after Detach, the subscription's channel is closed and its
+// messages go nowhere; the channel can be subscribed again.
+func TestDetach(t *testing.T) {
+	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	s := mustSession(t, client.SessionOptions{URLs: []string{e.URL}})
+	sub, err := s.Subscribe(edgetest.Ctx10(t), "d", client.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := edgetest.MustDial(t, e.URL, client.Options{})
+	edgetest.MustAttach(t, pub, "d", codec.AttachOptions{PublishOnly: true})
+	mustPublish(t, pub, "d", 0, 1)
+	expectSeq(t, sub.Messages(), 0, 1)
+	if err := sub.Detach(edgetest.Ctx10(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := <-sub.Messages(); ok {
+		t.Fatal("a message after Detach")
+	}
+	<-sub.Done()
+	if err := sub.Err(); err != nil {
+		t.Errorf("Err after Detach: %v", err)
+	}
+	mustPublish(t, pub, "d", 1, 2)
+	again, err := s.Subscribe(edgetest.Ctx10(t), "d", client.SubscribeOptions{Rewind: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectSeq(t, again.Messages(), 1, 2)
+	if err := s.Detach(edgetest.Ctx10(t), "d"); err != nil {
+		t.Fatal(err)
+	}
+	<-again.Done()
+}
+
+// TestStateEventsOnDrain: an edge drains; the session reports it with the
+// edge's code and reason, moves to the next edge, and re-attaches there.
+func TestStateEventsOnDrain(t *testing.T) {
+	a := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	b := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	events := make(chan client.StateEvent, 100)
+	conts := make(chan client.ContinuityEvent, 10)
+	s := mustSession(t, client.SessionOptions{URLs: []string{a.URL, b.URL},
+		OnState: func(e client.StateEvent) { events <- e }})
+	if _, err := s.Subscribe(edgetest.Ctx10(t), "s", client.SubscribeOptions{
+		OnContinuity: func(e client.ContinuityEvent) { conts <- e },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	next := func(want client.State, url string) client.StateEvent {
+		t.Helper()
+		select {
+		case e := <-events:
+			if e.State != want || e.URL != url {
+				t.Fatalf("got %v, want %v %s", e, want, url)
+			}
+			return e
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %v event", want)
+		}
+		return client.StateEvent{}
+	}
+	next(client.StateConnecting, a.URL)
+	next(client.StateConnected, a.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go a.Srv.Shutdown(ctx)
+	if d := next(client.StateDisconnected, a.URL); d.Code != codec.CodeGoingAway || !d.Reconnect || d.Reason == "" {
+		t.Errorf("disconnected event %+v: want going_away, reconnecting", d)
+	}
+	next(client.StateConnecting, b.URL)
+	next(client.StateConnected, b.URL)
+	for _, want := range []client.ContinuityCause{client.CauseAttach, client.CauseReconnect} {
+		select {
+		case e := <-conts:
+			if e.Cause != want {
+				t.Fatalf("continuity event %+v, want cause %v", e, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %v continuity event", want)
+		}
+	}
+	s.Close()
+	if e := next(client.StateClosed, ""); e.Err != nil {
+		t.Errorf("closed with %v", e.Err)
+	}
+}
+
+// TestHistory pages through a channel's history, newest first.
+func TestHistory(t *testing.T) {
+	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	s := mustSession(t, client.SessionOptions{URLs: []string{e.URL}})
+	if _, err := s.Attach(edgetest.Ctx10(t), "h:1/x", codec.AttachOptions{PublishOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := s.Publish(edgetest.Ctx10(t), "h:1/x", []byte(strconv.Itoa(i)), client.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	var o client.HistoryOptions
+	for pages := 0; ; pages++ {
+		o.Limit = 2
+		p, err := s.History(edgetest.Ctx10(t), "h:1/x", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range p.Messages {
+			if m.Channel != "h:1/x" || m.ID == "" || m.Pos == "" || m.Time == 0 {
+				t.Errorf("history message %+v", m)
+			}
+			got = append(got, string(m.Data))
+		}
+		if p.Next == "" {
+			break
+		}
+		if pages > 5 {
+			t.Fatal("too many pages")
+		}
+		o.Before = p.Next
+	}
+	if fmt.Sprint(got) != "[4 3 2 1 0]" {
+		t.Errorf("history %v, want [4 3 2 1 0]", got)
+	}
+	_, err := s.History(edgetest.Ctx10(t), "h", client.HistoryOptions{Limit: 5000})
+	if !errors.Is(err, codec.ErrBadRequest) {
+		t.Errorf("limit 5000: %v, want bad_request", err)
+	}
+}
+
+// TestCredentialsBeforeEachConnect: the session asks for credentials
+// before every attempt; a refused key is replaced by the next one asked.
+func TestCredentialsBeforeEachConnect(t *testing.T) {
+	a, err := auth.NewStatic([]string{"feed1:0123456789abcdef"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := edgetest.MustStartEdge(t, gateway.Config{Authorizer: a}, nil)
+	var calls atomic.Int32
+	s := mustSession(t, client.SessionOptions{URLs: []string{e.URL},
+		Credentials: func(context.Context) (client.Credentials, error) {
+			if calls.Add(1) == 1 {
+				return client.Credentials{APIKey: "feed1:expired-secret-000"}, nil
+			}
+			return client.Credentials{APIKey: "feed1:0123456789abcdef", Token: "cap-token"}, nil
+		}})
+	if _, err := s.Attach(edgetest.Ctx10(t), "k", codec.AttachOptions{PublishOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Publish(edgetest.Ctx10(t), "k", []byte(`1`), client.PublishOptions{}); err != nil {
+		t.Fatalf("publish with the refreshed key: %v", err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("credentials asked %d times, want 2 (one refused attempt, one connection)", n)
+	}
+}
+
+// TestAttachAgain: Session.Attach on a channel it attached before
+// replaces the options (as before Subscribe existed); Subscribe on it is
+// refused.
+func TestAttachAgain(t *testing.T) {
+	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	s := mustSession(t, client.SessionOptions{URLs: []string{e.URL}})
+	for range 2 {
+		if _, err := s.Attach(edgetest.Ctx10(t), "a", codec.AttachOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Subscribe(edgetest.Ctx10(t), "a", client.SubscribeOptions{}); !errors.Is(err, client.ErrSubscribed) {
+		t.Fatalf("Subscribe on an attached channel: %v, want ErrSubscribed", err)
+	}
+	pub := edgetest.MustDial(t, e.URL, client.Options{})
+	edgetest.MustAttach(t, pub, "a", codec.AttachOptions{PublishOnly: true})
+	mustPublish(t, pub, "a", 0, 3)
+	expectSeq(t, s.Messages(), 0, 3)
+}
