@@ -22,6 +22,12 @@ type hub struct {
 	now       func() time.Time
 	logEncode func(m *codec.Message, f codec.Format, err error)
 	delivered atomic.Uint64 // frames enqueued to subscribers
+	gaps      atomic.Uint64 // messages delivered after a predecessor that never came (continuity frames to the channel)
+	broken    atomic.Uint64 // continuity frames to one resumed subscriber whose missing messages this edge cannot send
+	late      atomic.Uint64 // messages that arrived at or below their channel's watermark
+	// swept is the highest origin time delivered on a channel this hub
+	// has forgotten: a new channel state cannot vouch for anything before.
+	swept atomic.Int64
 }
 
 type hubShard struct {
@@ -73,8 +79,10 @@ func (h *hub) sweep(idleFor time.Duration) {
 		s := &h.shards[i]
 		s.mu.Lock()
 		for name, ch := range s.channels {
-			if ch.sweep(now, idleFor) {
+			if newest, dead := ch.sweep(now, idleFor); dead {
 				delete(s.channels, name)
+				for old := h.swept.Load(); newest > old && !h.swept.CompareAndSwap(old, newest); old = h.swept.Load() {
+				}
 			}
 		}
 		s.mu.Unlock()
