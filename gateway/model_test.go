@@ -72,8 +72,10 @@ func (b *fanout) Start(_ context.Context, d func(*codec.Message)) error {
 	close(b.started)
 	return nil
 }
-func (b *fanout) Publish(*codec.Message, func(error)) { panic("the model publishes through the backbone") }
-func (b *fanout) Close(context.Context) error         { return nil }
+func (b *fanout) Publish(*codec.Message, func(error)) {
+	panic("the model publishes through the backbone")
+}
+func (b *fanout) Close(context.Context) error { return nil }
 
 type model struct {
 	t     *testing.T
