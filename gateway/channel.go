@@ -354,7 +354,10 @@ func (ch *channel) attach(c *conn, ref uint64, opts codec.AttachOptions) bool {
 //     before it: it left history, or never reached this edge);
 //   - a message this edge delivered and from lacks has left history;
 //   - from counts a message in by the watermark alone that arrived here
-//     late (the edge it came from may not have had it).
+//     late (the edge it came from may not have had it);
+//   - from names an origin this edge has had nothing of, and from's
+//     watermark is not a lateness bound past this edge's start (it may have
+//     started after that origin's messages that from lacks).
 //
 // When this edge lags from (an origin named in from it has not delivered
 // up to from's Seq, a message in from still in history after a replayed
@@ -394,7 +397,13 @@ func (ch *channel) resumeLocked(from codec.Position) (replay []*entry, own []str
 	}
 	wait := map[string]uint64{}
 	for o, s := range from.Seqs {
-		if st := ch.origins[o]; st == nil || st.seq < s {
+		st := ch.origins[o]
+		if st == nil && from.Watermark < ch.h.started+lateness.Milliseconds() {
+			// This edge has had nothing of o: it may have started after
+			// o's messages that from lacks, and would never get them.
+			return nil, nil, codec.ContinuityLost, nil
+		}
+		if st == nil || st.seq < s {
 			wait[o] = s
 		}
 	}

@@ -136,7 +136,7 @@ func TestGapSignal(t *testing.T) {
 func TestResumeAheadBroken(t *testing.T) {
 	srv, h := testHub()
 	ch := h.get("c", true)
-	const t0 = 1_800_000_000_000
+	const t0 = 1_800_000_200_000 // more than the lateness bound after the hub started
 	h.deliver(msg("a", 1, 0, t0))
 	// The client had a-1..a-3 and z-1 from an edge ahead of this one.
 	tok := codec.Position{Watermark: t0 - 60_000, Seqs: map[string]uint64{"a": 3, "z": 1}}.Token()
@@ -160,5 +160,14 @@ func TestResumeAheadBroken(t *testing.T) {
 	}
 	if st := srv.ContinuityStats(); st.Gaps != 0 || st.Broken != 1 {
 		t.Fatalf("stats %+v, want one broken resume", st)
+	}
+	// An edge that has had nothing of an origin, and started less than the
+	// lateness bound before the token's watermark, may have started after
+	// messages the token lacks: it cannot vouch for them.
+	young := codec.Position{Watermark: 1_800_000_000_000, Seqs: map[string]uint64{"y": 1}}.Token()
+	c = socketless(srv, 3, codec.FormatJSON)
+	ch.attach(c, 1, codec.AttachOptions{Resume: young})
+	if got := summary(taken(t, c)); got != "attached:lost" {
+		t.Fatalf("resume naming an origin unknown to a young edge: %q, want attached:lost", got)
 	}
 }

@@ -52,11 +52,14 @@ func TestResumeModel(t *testing.T) {
 	}
 }
 
+// modelT0 is the origin time of the first step, Unix ms: past the edges'
+// start by more than the lateness bound.
+var modelT0 = time.Now().Add(2 * time.Minute).UnixMilli()
+
 const (
-	modelT0     = 1767225600000 // origin time of the first step, Unix ms
-	modelStep   = 3000          // origin time between publishes, ms
-	modelLate   = 60_000        // the edges' lateness bound, ms
-	modelDrop   = 0.02          // chance that a publish makes one edge lose the origin's previous message
+	modelStep   = 3000   // origin time between publishes, ms
+	modelLate   = 60_000 // the edges' lateness bound, ms
+	modelDrop   = 0.02   // chance that a publish makes one edge lose the origin's previous message
 	modelSubs   = 6
 	modelMaxLag = 30 // steps a dropped subscriber stays away at most
 )
@@ -73,7 +76,7 @@ func (b *fanout) Start(_ context.Context, d func(*codec.Message)) error {
 	return nil
 }
 func (b *fanout) Publish(*codec.Message, func(error)) {
-	panic("the model publishes through the backbone")
+	panic("not used: the model feeds the edges itself")
 }
 func (b *fanout) Close(context.Context) error { return nil }
 
