@@ -132,9 +132,10 @@ func (ch *channel) deliver(m *codec.Message) int {
 	st.inHist++
 	ch.newest = max(ch.newest, m.Time)
 	ch.serial++
-	e := &entry{m: m, serial: ch.serial, pos: ch.tokenLocked(), prevTime: prevTime, late: late, at: now}
+	e := &entry{m: m, serial: ch.serial, prevTime: prevTime, late: late, at: now}
 	ch.hist = append(ch.hist, e)
 	ch.trimLocked(now)
+	e.pos = ch.tokenLocked() // after the trim: it forgets what left history for good
 	if ch.snap == nil {
 		ch.snap = make([]*member, 0, len(ch.members))
 		for _, mb := range ch.members {

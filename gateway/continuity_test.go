@@ -171,3 +171,84 @@ func TestResumeAheadBroken(t *testing.T) {
 		t.Fatalf("resume naming an origin unknown to a young edge: %q, want attached:lost", got)
 	}
 }
+
+// TestOriginsForgotten: a channel remembers only the origins with messages
+// in history or within originKeep of the watermark, and a token older than
+// what it forgot resumes as lost, never wrongly.
+func TestOriginsForgotten(t *testing.T) {
+	srv, h := testHub()
+	h.histCount = 5
+	ch := h.get("c", true)
+	const t0 = 1_800_000_200_000
+	var pos []string
+	for i := range 300 { // a new origin every 10 s: 50 minutes of origin time
+		h.deliver(msg(fmt.Sprintf("o%d", i), 1, 0, t0+int64(i)*10_000))
+		pos = append(pos, ch.hist[len(ch.hist)-1].pos)
+	}
+	if n, most := len(ch.origins), int((lateness+originKeep)/(10*time.Second))+2; n > most {
+		t.Fatalf("the channel remembers %d origins, want at most %d", n, most)
+	}
+	for _, c := range []struct {
+		i    int
+		want string
+	}{{299, "attached:resumed"}, {296, "attached:resumed m:o297-1 m:o298-1 m:o299-1"}, {200, "attached:lost"}, {10, "attached:lost"}} {
+		conn := socketless(srv, uint64(c.i), codec.FormatJSON)
+		ch.attach(conn, 1, codec.AttachOptions{Resume: pos[c.i]})
+		if got := summary(taken(t, conn)); got != c.want {
+			t.Errorf("resume after message %d: %q, want %q", c.i, got, c.want)
+		}
+	}
+	// What the channel forgot makes a token from before it lost, where
+	// history alone would have resumed it: o0 has gone, and the only origin
+	// left, o1, would replay from its first message.
+	srv, h = testHub()
+	h.histCount = 2
+	ch = h.get("c", true)
+	later := t0 + (lateness + originKeep).Milliseconds() + 1000
+	h.deliver(msg("o0", 1, 0, t0))
+	h.deliver(msg("o0", 2, 1, t0+1))
+	h.deliver(msg("o1", 1, 0, later))
+	h.deliver(msg("o1", 2, 1, later+1))
+	if _, known := ch.origins["o0"]; known {
+		t.Fatal("o0 is still remembered")
+	}
+	conn := socketless(srv, 1, codec.FormatJSON)
+	ch.attach(conn, 1, codec.AttachOptions{Resume: codec.Position{Watermark: t0 - 1}.Token()})
+	if got := summary(taken(t, conn)); got != "attached:lost" {
+		t.Fatalf("resume from before a forgotten origin's message: %q, want attached:lost", got)
+	}
+}
+
+// TestLateMessage: a message that arrives below the watermark is delivered
+// and counted, and a resume whose token counts it in by the watermark alone
+// answers lost (the edge the token came from may not have had it).
+func TestLateMessage(t *testing.T) {
+	srv, h := testHub()
+	ch := h.get("c", true)
+	const t0 = 1_800_000_200_000
+	h.deliver(msg("a", 1, 0, t0))
+	h.deliver(msg("a", 2, 1, t0+120_000))
+	sub := socketless(srv, 1, codec.FormatMsgpack)
+	ch.attach(sub, 1, codec.AttachOptions{})
+	h.deliver(msg("b", 1, 0, t0+30_000)) // 90 s behind the newest
+	if got := summary(taken(t, sub)); got != "attached:fresh m:b-1" {
+		t.Fatalf("subscriber got %q", got)
+	}
+	if st := srv.ContinuityStats(); st.Late != 1 {
+		t.Fatalf("stats %+v, want one late message", st)
+	}
+	for _, c := range []struct {
+		tok  codec.Position
+		want string
+	}{
+		{codec.Position{Watermark: t0 + 60_000, Seqs: map[string]uint64{"a": 2}}, "attached:lost"},
+		{codec.Position{Watermark: t0 + 60_000, Seqs: map[string]uint64{"a": 2, "b": 1}}, "attached:resumed"},
+		{codec.Position{Watermark: t0, Seqs: map[string]uint64{"a": 2}}, "attached:resumed m:b-1"},
+	} {
+		conn := socketless(srv, 2, codec.FormatJSON)
+		ch.attach(conn, 1, codec.AttachOptions{Resume: c.tok.Token()})
+		if got := summary(taken(t, conn)); got != c.want {
+			t.Errorf("resume from %s: %q, want %q", c.tok.Token(), got, c.want)
+		}
+	}
+}
