@@ -133,12 +133,13 @@ func follows(has codec.Position, e *entry) bool {
 //     watermark is not a lateness bound past this edge's start (it may have
 //     started after that origin's messages that from lacks).
 //
-// When this edge lags from (an origin named in from it has not delivered
-// up to from's Seq, a message in from still in history after a replayed
-// one, or a watermark behind from's), replayed messages carry the
-// subscriber's own position (own) and pend says what to skip as it
-// arrives. Otherwise own and pend are nil: the entries' positions are the
-// subscriber's.
+// When the entries' positions may lack messages the subscriber has (see
+// understated), replayed messages carry the subscriber's own position
+// (own). When this edge lags from (an origin named in from it has not
+// delivered up to from's Seq, or a watermark behind from's), pend also says
+// what to skip as it arrives, and the subscriber's live frames carry its own
+// position until the edge catches up. Otherwise own and pend are nil: the
+// entries' positions are the subscriber's.
 func (ch *channel) resumeLocked(from codec.Position) (replay []*entry, own []string, _ codec.Continuity, pend *pending) {
 	if from.Overflow || ch.forgot > from.Watermark {
 		return nil, nil, codec.ContinuityLost, nil
@@ -147,14 +148,21 @@ func (ch *channel) resumeLocked(from codec.Position) (replay []*entry, own []str
 	if has.Seqs == nil {
 		has.Seqs = map[string]uint64{}
 	}
-	skippedAfter := false
+	// understated: an entry's position, after the first replayed one, may
+	// lack messages the subscriber has: one of them is delivered after it,
+	// or is revealed after it as lost here for good (a gap), or belongs to
+	// an origin this edge first heard of after it.
+	understated := false
 	for _, e := range ch.hist {
 		m := e.m
+		if len(replay) > 0 && m.Prev != 0 && e.prevTime < 0 {
+			understated = true
+		}
 		if has.Includes(m.Origin, m.Seq, m.Time) {
 			if _, named := has.Seqs[m.Origin]; !named && e.late {
 				return nil, nil, codec.ContinuityLost, nil
 			}
-			skippedAfter = skippedAfter || len(replay) > 0
+			understated = understated || len(replay) > 0
 			continue
 		}
 		if !follows(has, e) {
@@ -181,7 +189,8 @@ func (ch *channel) resumeLocked(from codec.Position) (replay []*entry, own []str
 			wait[o] = s
 		}
 	}
-	if len(wait) == 0 && !skippedAfter && ch.watermarkLocked() >= from.Watermark {
+	caughtUp := len(wait) == 0 && ch.watermarkLocked() >= from.Watermark
+	if caughtUp && !understated {
 		return replay, nil, codec.ContinuityResumed, nil
 	}
 	p := from.Clone()
@@ -192,6 +201,9 @@ func (ch *channel) resumeLocked(from codec.Position) (replay []*entry, own []str
 	for i, e := range replay {
 		p.Seqs[e.m.Origin] = e.m.Seq
 		own[i] = p.Token()
+	}
+	if caughtUp {
+		return replay, own, codec.ContinuityResumed, nil // live, the edge's positions are the subscriber's
 	}
 	return replay, own, codec.ContinuityResumed, &pending{has: has, wait: wait}
 }
