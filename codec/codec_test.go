@@ -3,6 +3,8 @@ package codec
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -219,21 +221,83 @@ func jsonEqual(tb testing.TB, a, b []byte) bool {
 }
 
 func TestTokens(t *testing.T) {
-	p := Position{"k2x7q9aa": 71, "m3ddq01b": 1}
+	p := Position{Watermark: 1767225600000, Seqs: map[string]uint64{"k2x7q9aa": 71, "m3ddq01b": 1}}
 	tok := p.Token()
-	if tok != "1.k2x7q9aa-1z_m3ddq01b-1" {
+	if tok != "2.mjuohs00_k2x7q9aa-1z_m3ddq01b-1" {
 		t.Fatalf("token %q", tok)
 	}
 	back, err := ParseToken(tok)
-	if err != nil || back["k2x7q9aa"] != 71 || back["m3ddq01b"] != 1 || len(back) != 2 {
-		t.Fatalf("ParseToken(%q) = %v, %v", tok, back, err)
+	if err != nil || back.Watermark != p.Watermark || back.Seqs["k2x7q9aa"] != 71 || back.Seqs["m3ddq01b"] != 1 || len(back.Seqs) != 2 || back.Overflow {
+		t.Fatalf("ParseToken(%q) = %+v, %v", tok, back, err)
 	}
-	if empty, err := ParseToken(Position{}.Token()); err != nil || len(empty) != 0 {
-		t.Fatalf("empty token: %v %v", empty, err)
+	if empty, err := ParseToken(Position{}.Token()); err != nil || len(empty.Seqs) != 0 || empty.Watermark != 0 {
+		t.Fatalf("empty token: %+v %v", empty, err)
 	}
-	for _, bad := range []string{"", "2.a-1", "1.A-1", "1.a-0", "1.a-1_a-2", "1.a", "1.a-zzzzzzzzzzzzzzzzzz", "1." + strings.Repeat("a-1_", 200)} {
+	if w, err := ParseToken("2.z"); err != nil || w.Watermark != 35 || w.Seqs != nil {
+		t.Fatalf("watermark only: %+v %v", w, err)
+	}
+	t.Run("version 1 tokens parse with watermark 0", func(t *testing.T) {
+		v1, err := ParseToken("1.k2x7q9aa-1z_m3ddq01b-1")
+		if err != nil || v1.Watermark != 0 || v1.Seqs["k2x7q9aa"] != 71 || len(v1.Seqs) != 2 {
+			t.Fatalf("v1: %+v %v", v1, err)
+		}
+		if v1.Includes("other", 1, 1) {
+			t.Fatal("a v1 token includes messages of origins it does not name")
+		}
+	})
+	t.Run("overflow", func(t *testing.T) {
+		many := Position{Watermark: 5, Seqs: map[string]uint64{}}
+		for i := range MaxTokenOrigins + 1 {
+			many.Seqs[fmt.Sprintf("o%d", i)] = 1
+		}
+		if tok := many.Token(); tok != "2.!" {
+			t.Fatalf("%d origins: token %q", len(many.Seqs), tok)
+		}
+		delete(many.Seqs, "o0")
+		if tok := many.Token(); tok == "2.!" || len(tok) > MaxTokenLen {
+			t.Fatalf("%d origins: token %q", len(many.Seqs), tok)
+		}
+		long := Position{Seqs: map[string]uint64{}}
+		for i := range 20 {
+			long.Seqs[fmt.Sprintf("%032d", i)] = math.MaxUint64
+		}
+		if tok := long.Token(); tok != "2.!" {
+			t.Fatalf("a token over %d bytes: %q", MaxTokenLen, tok)
+		}
+		if o, err := ParseToken("2.!"); err != nil || !o.Overflow {
+			t.Fatalf("overflow token: %+v %v", o, err)
+		}
+	})
+	t.Run("includes", func(t *testing.T) {
+		p := Position{Watermark: 100, Seqs: map[string]uint64{"a": 5}}
+		for _, c := range []struct {
+			o    string
+			seq  uint64
+			time int64
+			want bool
+		}{{"a", 5, 1000, true}, {"a", 6, 1, false}, {"b", 9, 100, true}, {"b", 1, 101, false}} {
+			if got := p.Includes(c.o, c.seq, c.time); got != c.want {
+				t.Errorf("Includes(%s, %d, %d) = %v", c.o, c.seq, c.time, got)
+			}
+		}
+	})
+	for _, bad := range []string{"", "3.a-1", "2.", "2.-1", "2.1_a", "2.1_a-0", "2.1.a-1", "2.zzzzzzzzzzzzzz", "2.!x", "1.A-1", "1.a-0", "1.a-1_a-2", "1.a", "1.a-zzzzzzzzzzzzzzzzzz", "1." + strings.Repeat("a-1_", 200)} {
 		if _, err := ParseToken(bad); err == nil {
 			t.Errorf("ParseToken(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestContinuityFrame(t *testing.T) {
+	fr := Frame{Type: FrameContinuity, Channel: "odds:1", Continuity: ContinuityLost, Pos: "2.mjuohs00_k2x7q9aa-1z"}
+	b := mustEncode(t, FormatJSON, &fr)
+	if want := `{"type":"continuity","channel":"odds:1","pos":"2.mjuohs00_k2x7q9aa-1z","continuity":"lost"}`; string(b) != want {
+		t.Fatalf("json continuity frame\n got %s\nwant %s", b, want)
+	}
+	for _, f := range []Format{FormatJSON, FormatMsgpack} {
+		got, err := f.Decode(mustEncode(t, f, &fr))
+		if err != nil || got.Type != FrameContinuity || got.Channel != fr.Channel || got.Continuity != ContinuityLost || got.Pos != fr.Pos {
+			t.Fatalf("%v: %+v, %v", f, got, err)
 		}
 	}
 }

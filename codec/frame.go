@@ -6,7 +6,8 @@ import "time"
 type FrameType uint8
 
 // Frame types. Client to edge: Attach, Detach, Publish, Heartbeat. Edge to
-// client: Attached, Detached, Ack, Nack, Message, Error, Heartbeat, Disconnect.
+// client: Attached, Detached, Ack, Nack, Message, Error, Heartbeat,
+// Disconnect, Continuity.
 const (
 	FrameInvalid FrameType = iota
 	FrameAttach
@@ -20,6 +21,11 @@ const (
 	FrameError
 	FrameHeartbeat
 	FrameDisconnect
+	// FrameContinuity tells a subscriber, mid-stream, that continuity on a
+	// channel is lost: messages it should have had before the next one
+	// cannot be sent (Channel, Continuity: ContinuityLost, and Pos: the
+	// channel's position before the gap).
+	FrameContinuity
 )
 
 var frameNames = [...]string{
@@ -35,6 +41,7 @@ var frameNames = [...]string{
 	FrameError:      "error",
 	FrameHeartbeat:  "heartbeat",
 	FrameDisconnect: "disconnect",
+	FrameContinuity: "continuity",
 }
 
 func (t FrameType) String() string {
@@ -86,10 +93,12 @@ type Frame struct {
 	Err *Error
 	// Reconnect, on disconnect, tells the client whether to reconnect.
 	Reconnect bool
-	// Pos is a resume token: on a message frame, the channel's position
-	// after that message; on attached, the position the stream starts from.
+	// Pos is a resume token: on a message frame, the subscriber's position
+	// after that message; on attached, the position the stream starts from;
+	// on a continuity frame, the position before the gap.
 	Pos string
 	// Continuity, on attached, says how the stream relates to the resume
-	// token or rewind asked for.
+	// token or rewind asked for; on a continuity frame it is
+	// ContinuityLost.
 	Continuity Continuity
 }

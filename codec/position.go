@@ -1,27 +1,77 @@
 package codec
 
 import (
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 )
 
-// Position is where a subscriber is in a channel: for each origin edge that
-// published on it, the sequence number of the last message seen from that
-// origin (a version vector). Messages from one origin arrive at every edge
-// in sequence order, so a Position tells exactly which messages come after
-// it, on any edge, whatever the interleaving of origins there.
-type Position map[string]uint64
+// Position is a set of a channel's messages, the ones a subscriber has: a
+// watermark over origin time plus a version vector over the origins active
+// near it (docs/protocol.md §7). A message of origin o with sequence number
+// seq and origin time t is in the position when
+//
+//   - o is named in Seqs: seq <= Seqs[o];
+//   - o is not named: t <= Watermark.
+//
+// An edge names an origin as long as it has delivered a message of it newer
+// than the watermark; the watermark trails the newest message of the channel
+// by the edge's lateness bound, so an origin that stopped publishing drops
+// out of the tokens after that bound, and positions stay small however many
+// origins a channel has seen.
+type Position struct {
+	// Watermark is an origin time in Unix milliseconds (0: none).
+	Watermark int64
+	// Seqs holds the named origins; nil means none.
+	Seqs map[string]uint64
+	// Overflow marks a position that names more origins than a token can
+	// hold: it cannot be resumed from exactly, and a resume from it
+	// reports continuity lost.
+	Overflow bool
+}
 
-// Resume tokens: a Position as an opaque string, "1." followed by
-// origin-seq pairs (seq in base 36) joined by "_", origins sorted, e.g.
-// "1.k2x7q9aa-2s_m3ddq01b-a". Clients must treat them as opaque.
+// Includes reports whether the message of origin with sequence number seq
+// and origin time t is in p.
+func (p Position) Includes(origin string, seq uint64, t int64) bool {
+	if s, ok := p.Seqs[origin]; ok {
+		return seq <= s
+	}
+	return t <= p.Watermark
+}
+
+// Clone returns a copy of p that shares nothing with it.
+func (p Position) Clone() Position {
+	q := p
+	if p.Seqs != nil {
+		q.Seqs = make(map[string]uint64, len(p.Seqs))
+		for o, s := range p.Seqs {
+			q.Seqs[o] = s
+		}
+	}
+	return q
+}
+
+// Resume tokens are Positions as opaque strings. Version 2:
+//
+//	"2." watermark *( "_" origin "-" seq )
+//
+// with the watermark and seq in base 36 and origins sorted, e.g.
+// "2.mfz3a0g0_k2x7q9aa-2s_m3ddq01b-a"; "2.!" is an overflowed position.
+// Version 1 ("1." origin-seq pairs joined by "_", no watermark) still parses,
+// as a position with watermark 0. Clients must treat tokens as opaque.
 const (
-	tokenVersion = "1."
+	tokenV1       = "1."
+	tokenV2       = "2."
+	tokenOverflow = "2.!"
 	// MaxTokenLen bounds a resume token; MaxTokenOrigins bounds the origins
-	// in it (a channel normally has one or two publishing regions).
+	// named in it. An edge names only the origins that delivered a message
+	// within its lateness bound of the channel's newest one (one minute by
+	// default): one or two per publishing region normally, a few more
+	// during a rolling restart or with HTTP publishers spread over edges.
+	// A position naming more than fits is issued as an overflowed token.
 	MaxTokenLen     = 512
-	MaxTokenOrigins = 16
+	MaxTokenOrigins = 32
 	maxOriginLen    = 32
 )
 
@@ -40,61 +90,82 @@ func ValidOrigin(o string) bool {
 	return true
 }
 
-// Token encodes p as a resume token.
+// Token encodes p as a version 2 resume token. A position that names more
+// than MaxTokenOrigins origins, or whose token would exceed MaxTokenLen, is
+// encoded as the overflow token.
 func (p Position) Token() string {
-	origins := make([]string, 0, len(p))
-	for o := range p {
+	if p.Overflow || len(p.Seqs) > MaxTokenOrigins {
+		return tokenOverflow
+	}
+	origins := make([]string, 0, len(p.Seqs))
+	for o := range p.Seqs {
 		origins = append(origins, o)
 	}
 	slices.Sort(origins)
 	var b strings.Builder
-	b.WriteString(tokenVersion)
-	for i, o := range origins {
-		if i > 0 {
-			b.WriteByte('_')
-		}
+	b.WriteString(tokenV2)
+	b.WriteString(strconv.FormatUint(uint64(max(p.Watermark, 0)), 36))
+	for _, o := range origins {
+		b.WriteByte('_')
 		b.WriteString(o)
 		b.WriteByte('-')
-		b.WriteString(strconv.FormatUint(p[o], 36))
+		b.WriteString(strconv.FormatUint(p.Seqs[o], 36))
+	}
+	if b.Len() > MaxTokenLen {
+		return tokenOverflow
 	}
 	return b.String()
 }
 
-// ParseToken parses a resume token; errors are CodeBadRequest.
+// ParseToken parses a resume token of version 1 or 2; errors are
+// CodeBadRequest.
 func ParseToken(s string) (Position, error) {
 	if len(s) > MaxTokenLen {
-		return nil, Errorf(CodeBadRequest, "resume token is longer than %d bytes", MaxTokenLen)
+		return Position{}, Errorf(CodeBadRequest, "resume token is longer than %d bytes", MaxTokenLen)
 	}
-	rest, ok := strings.CutPrefix(s, tokenVersion)
-	if !ok {
-		return nil, Errorf(CodeBadRequest, "resume token is not a version 1 token")
+	var p Position
+	var pairs string
+	switch {
+	case s == tokenOverflow:
+		return Position{Overflow: true}, nil
+	case strings.HasPrefix(s, tokenV1):
+		pairs = s[len(tokenV1):]
+	case strings.HasPrefix(s, tokenV2):
+		wm, rest, _ := strings.Cut(s[len(tokenV2):], "_")
+		w, err := strconv.ParseUint(wm, 36, 63)
+		if err != nil || w > math.MaxInt64 {
+			return Position{}, Errorf(CodeBadRequest, "resume token has a bad watermark")
+		}
+		p.Watermark, pairs = int64(w), rest
+	default:
+		return Position{}, Errorf(CodeBadRequest, "resume token is not a version 1 or 2 token")
 	}
-	p := Position{}
-	if rest == "" {
+	if pairs == "" {
 		return p, nil
 	}
-	for _, part := range strings.Split(rest, "_") {
+	p.Seqs = map[string]uint64{}
+	for _, part := range strings.Split(pairs, "_") {
 		o, n, ok := strings.Cut(part, "-")
 		if !ok || !ValidOrigin(o) {
-			return nil, Errorf(CodeBadRequest, "resume token is malformed")
+			return Position{}, Errorf(CodeBadRequest, "resume token is malformed")
 		}
 		seq, err := strconv.ParseUint(n, 36, 64)
 		if err != nil || seq == 0 {
-			return nil, Errorf(CodeBadRequest, "resume token has a bad sequence number")
+			return Position{}, Errorf(CodeBadRequest, "resume token has a bad sequence number")
 		}
-		if _, dup := p[o]; dup {
-			return nil, Errorf(CodeBadRequest, "resume token names an origin twice")
+		if _, dup := p.Seqs[o]; dup {
+			return Position{}, Errorf(CodeBadRequest, "resume token names an origin twice")
 		}
-		p[o] = seq
+		p.Seqs[o] = seq
 	}
-	if len(p) > MaxTokenOrigins {
-		return nil, Errorf(CodeBadRequest, "resume token has more than %d origins", MaxTokenOrigins)
+	if len(p.Seqs) > MaxTokenOrigins {
+		return Position{}, Errorf(CodeBadRequest, "resume token has more than %d origins", MaxTokenOrigins)
 	}
 	return p, nil
 }
 
-// Continuity tells a subscriber, on attached, how its stream relates to
-// what it had.
+// Continuity tells a subscriber how its stream relates to what it had: on
+// attached, and in a continuity frame mid-stream.
 type Continuity string
 
 const (
@@ -103,7 +174,9 @@ const (
 	// ContinuityResumed: every message after the resume token follows, in
 	// order, then live messages; nothing is missing and nothing is repeated.
 	ContinuityResumed Continuity = "resumed"
-	// ContinuityLost: the edge's history no longer covers the gap; live
-	// messages follow, and the client should refetch the channel's state.
+	// ContinuityLost: the edge cannot send messages the subscriber has not
+	// had (history no longer covers the gap, or, mid-stream, a message
+	// never reached this edge); the client should refetch the channel's
+	// state.
 	ContinuityLost Continuity = "lost"
 )

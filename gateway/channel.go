@@ -13,6 +13,13 @@ import (
 // subscription) and detaching. So no message is lost or repeated at the
 // seam between replay and live, none follows detached, and all
 // subscribers of the channel see the same order.
+//
+// Positions (docs/protocol.md §7): the channel knows, per origin, the last
+// Seq it delivered and the origin times of its messages; the watermark
+// trails the newest origin time delivered by the lateness bound. A token
+// names the origins with a message newer than the watermark; an origin is
+// forgotten once none of its messages is in history and its newest is
+// originKeep behind the watermark.
 type channel struct {
 	name string
 	h    *hub
@@ -21,76 +28,114 @@ type channel struct {
 	members map[*conn]*member
 	snap    []*member // members as a slice for fan-out; nil when stale
 	hist    []*entry
-	pos     codec.Position       // last Seq delivered per origin
-	posAt   map[string]time.Time // when each origin in pos last delivered
-	serial  uint64               // messages delivered so far (history cursors)
-	lastUse time.Time            // last delivery, attach or detach
-	dead    bool                 // swept from the hub: attach must look again
+	origins map[string]*originState
+	newest  int64             // highest origin time delivered (Unix ms)
+	forgot  int64             // highest origin time of a message this channel state no longer accounts for
+	named   map[string]uint64 // scratch for tokenLocked
+	serial  uint64            // messages delivered so far (history cursors)
+	lastUse time.Time         // last delivery, attach or detach
+	dead    bool              // swept from the hub: attach must look again
 }
 
 // member is one subscriber of the channel.
 type member struct {
 	c    *conn
 	opts codec.AttachOptions
-	// skip, for a subscriber that resumed from a position this edge had
-	// not reached yet, holds that position: messages up to it were already
-	// delivered (by another edge) and are skipped until the edge catches up.
-	skip codec.Position
+	// pend, for a subscriber that resumed from a position this edge had
+	// not reached yet (it lags the edge the client came from), says what
+	// the subscriber has: messages in it are skipped when they arrive, and
+	// the subscriber's frames carry its own position until the edge has
+	// caught up. nil for everyone else.
+	pend *pending
 }
-
-// maxOrigins bounds the origins a channel's position names. Every edge
-// process that publishes on a channel is an origin (a restart makes a new
-// one); the least recently active are forgotten past this, which only
-// costs a resume from a token naming them its continuity.
-const maxOrigins = 8
 
 // entry is one delivered message in history, with the channel's position
 // after it and its frames, encoded once per format when first needed.
 type entry struct {
-	m      *codec.Message
-	serial uint64 // 1 for the channel's first message on this edge
-	pos    string
-	at     time.Time
-	frames [codec.NumFormats][]byte
+	m        *codec.Message
+	serial   uint64 // 1 for the channel's first message on this edge
+	pos      string
+	prevTime int64 // origin time of m's predecessor (Seq m.Prev) as delivered here; -1: not delivered just before m
+	late     bool  // m arrived at or below the channel's watermark
+	at       time.Time
+	frames   [codec.NumFormats][]byte
 }
 
 func newChannel(name string, h *hub) *channel {
-	return &channel{name: name, h: h, members: make(map[*conn]*member), pos: codec.Position{}, posAt: map[string]time.Time{}, lastUse: h.now()}
+	return &channel{name: name, h: h, members: make(map[*conn]*member), origins: map[string]*originState{},
+		named: map[string]uint64{}, forgot: h.swept.Load(), lastUse: h.now()}
+}
+
+// encodeLocked encodes fr in format f as a complete WebSocket frame, or
+// returns nil (and logs) if it does not encode.
+func (ch *channel) encodeLocked(fr *codec.Frame, f codec.Format) []byte {
+	payload, err := f.Encode(fr)
+	if err != nil {
+		// Publishes are validated for both formats at ingress; a
+		// message from the backbone that does not convert is logged.
+		ch.h.logEncode(&fr.Msg, f, err)
+		return nil
+	}
+	return appendFrame(make([]byte, 0, len(payload)+10), dataOpcode(f), payload)
 }
 
 // frameLocked returns e's frame in format f, encoding it the first time.
 func (ch *channel) frameLocked(e *entry, f codec.Format) []byte {
 	if e.frames[f] == nil {
-		payload, err := f.Encode(&codec.Frame{Type: codec.FrameMessage, Channel: e.m.Channel, Msg: *e.m, Pos: e.pos})
-		if err != nil {
-			// Publishes are validated for both formats at ingress; a
-			// message from the backbone that does not convert is logged.
-			ch.h.logEncode(e.m, f, err)
-			return nil
-		}
-		e.frames[f] = appendFrame(make([]byte, 0, len(payload)+10), dataOpcode(f), payload)
+		e.frames[f] = ch.encodeLocked(&codec.Frame{Type: codec.FrameMessage, Channel: e.m.Channel, Msg: *e.m, Pos: e.pos}, f)
 	}
 	return e.frames[f]
 }
 
+// lostFrame is a continuity frame: messages before the next one are lost.
+func lostFrame(channel, pos string) *codec.Frame {
+	return &codec.Frame{Type: codec.FrameContinuity, Channel: channel, Continuity: codec.ContinuityLost, Pos: pos}
+}
+
 // deliver appends m to history and enqueues it to every subscriber. It
 // returns the number of subscribers.
+//
+// The backbone hands over each origin's messages in Seq order. When m's
+// predecessor (m.Prev) is not the last message this edge delivered from a
+// known origin, the predecessor could not be had: every subscriber gets a
+// continuity frame right before m, and no resume replays across the gap.
 func (ch *channel) deliver(m *codec.Message) int {
 	now := ch.h.now()
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	ch.lastUse = now
-	if m.Seq > ch.pos[m.Origin] {
-		ch.pos[m.Origin] = m.Seq
+	st := ch.origins[m.Origin]
+	gap, prevTime := false, int64(-1)
+	switch {
+	case st == nil:
+		st = &originState{}
+		ch.origins[m.Origin] = st
+	case m.Prev > st.seq:
+		gap = true
+	case m.Prev == st.seq:
+		prevTime = st.lastTime
 	}
-	ch.posAt[m.Origin] = now
-	if len(ch.pos) > maxOrigins {
-		ch.forgetOldestOriginLocked()
+	var lost [codec.NumFormats][]byte
+	var lostPos string
+	if gap {
+		ch.h.gaps.Add(1)
+		lostPos = ch.tokenLocked()
 	}
+	late := ch.newest > 0 && m.Time <= ch.watermarkLocked()
+	if late {
+		ch.h.late.Add(1)
+	}
+	if m.Seq > st.seq {
+		st.seq, st.lastTime = m.Seq, m.Time
+	}
+	st.maxTime = max(st.maxTime, m.Time)
+	st.inHist++
+	ch.newest = max(ch.newest, m.Time)
 	ch.serial++
-	e := &entry{m: m, serial: ch.serial, pos: ch.pos.Token(), at: now}
+	e := &entry{m: m, serial: ch.serial, prevTime: prevTime, late: late, at: now}
 	ch.hist = append(ch.hist, e)
 	ch.trimLocked(now)
+	e.pos = ch.tokenLocked() // after the trim: it forgets what left history for good
 	if ch.snap == nil {
 		ch.snap = make([]*member, 0, len(ch.members))
 		for _, mb := range ch.members {
@@ -98,38 +143,22 @@ func (ch *channel) deliver(m *codec.Message) int {
 		}
 	}
 	for _, mb := range ch.snap {
-		if mb.skip != nil && mb.skipLocked(m) {
+		if mb.pend != nil {
+			ch.deliverPendingLocked(mb, e)
 			continue
 		}
-		if f := ch.frameLocked(e, mb.c.format); f != nil {
-			mb.c.enqueue(f)
+		f := mb.c.format
+		if gap {
+			if lost[f] == nil {
+				lost[f] = ch.encodeLocked(lostFrame(ch.name, lostPos), f)
+			}
+			mb.c.enqueue(lost[f])
+		}
+		if b := ch.frameLocked(e, f); b != nil {
+			mb.c.enqueue(b)
 		}
 	}
 	return len(ch.snap)
-}
-
-// skipLocked reports whether m was already delivered to the member before
-// it resumed here, and drops the filter once every origin has caught up.
-func (mb *member) skipLocked(m *codec.Message) bool {
-	if m.Seq <= mb.skip[m.Origin] {
-		return true
-	}
-	delete(mb.skip, m.Origin)
-	if len(mb.skip) == 0 {
-		mb.skip = nil
-	}
-	return false
-}
-
-func (ch *channel) forgetOldestOriginLocked() {
-	oldest, at := "", time.Time{}
-	for o, t := range ch.posAt {
-		if oldest == "" || t.Before(at) {
-			oldest, at = o, t
-		}
-	}
-	delete(ch.pos, oldest)
-	delete(ch.posAt, oldest)
 }
 
 // trimLocked drops history beyond the count and age bounds.
@@ -140,6 +169,11 @@ func (ch *channel) trimLocked(now time.Time) {
 		drop++
 	}
 	if drop > 0 {
+		for _, e := range ch.hist[:drop] {
+			if st := ch.origins[e.m.Origin]; st != nil {
+				st.inHist--
+			}
+		}
 		clear(ch.hist[:drop])
 		ch.hist = ch.hist[drop:]
 	}
@@ -157,94 +191,52 @@ func (ch *channel) attach(c *conn, ref uint64, opts codec.AttachOptions) bool {
 	}
 	ch.lastUse = now
 	ch.trimLocked(now)
-	replay, continuity, skip := ch.replayLocked(opts, now)
-	c.send(&codec.Frame{Type: codec.FrameAttached, Ref: ref, Channel: ch.name, Options: opts, Continuity: continuity, Pos: ch.pos.Token()})
-	for _, e := range replay {
-		if f := ch.frameLocked(e, c.format); f != nil {
-			c.enqueue(f)
-		}
-	}
-	if opts.PublishOnly {
-		ch.removeLocked(c)
-		return true
-	}
-	ch.members[c] = &member{c: c, opts: opts, skip: skip}
-	ch.snap = nil
-	return true
-}
-
-// replayLocked picks the history a new attach must receive first, and the
-// position whose messages the subscriber already has but this edge has not
-// delivered yet (to skip when they arrive).
-func (ch *channel) replayLocked(opts codec.AttachOptions, now time.Time) ([]*entry, codec.Continuity, codec.Position) {
+	var (
+		replay     []*entry
+		own        []string // the subscriber's own position after each replayed entry, if not the entry's
+		continuity = codec.ContinuityFresh
+		pend       *pending
+		pos        string
+	)
 	switch {
 	case opts.Resume != "":
-		// Already validated by the decoder.
-		from, _ := codec.ParseToken(opts.Resume)
-		return ch.resumeLocked(from)
+		from, _ := codec.ParseToken(opts.Resume) // already validated by the decoder
+		replay, own, continuity, pend = ch.resumeLocked(from)
+		if continuity == codec.ContinuityResumed {
+			pos = from.Token() // the stream starts where the subscriber was
+		}
 	case opts.Rewind > 0:
-		return ch.hist[max(0, len(ch.hist)-opts.Rewind):], codec.ContinuityFresh, nil
+		replay = ch.hist[max(0, len(ch.hist)-opts.Rewind):]
 	case opts.RewindFor > 0:
 		limit := now.Add(-opts.RewindFor)
 		i := len(ch.hist)
 		for i > 0 && !ch.hist[i-1].at.Before(limit) {
 			i--
 		}
-		return ch.hist[i:], codec.ContinuityFresh, nil
+		replay = ch.hist[i:]
 	}
-	return nil, codec.ContinuityFresh, nil
-}
-
-// resumeLocked returns every message in history after the position from,
-// in order, and whether history covers the whole gap. For every origin this
-// edge has delivered beyond from (those absent from from count as 0), the
-// first of its messages after from must be in history and follow directly
-// (its Prev at most from's Seq). An origin of from that this edge does not
-// know (it started later, or forgot an idle channel or an old origin) cannot
-// be vouched for. Anything else means messages were missed that the edge can
-// no longer send: continuity is lost, and the client must refetch state.
-// For origins where from is ahead of this edge (it lags behind the edge the
-// client came from), the third result says what to skip when it arrives.
-func (ch *channel) resumeLocked(from codec.Position) ([]*entry, codec.Continuity, codec.Position) {
-	var replay []*entry
-	first := map[string]bool{}
-	lost := false
-	for _, e := range ch.hist {
-		o := e.m.Origin
-		if e.m.Seq <= from[o] {
-			continue
-		}
-		if !first[o] {
-			first[o] = true
-			if e.m.Prev > from[o] {
-				lost = true
-			}
-		}
-		replay = append(replay, e)
+	if pos == "" {
+		pos = ch.tokenLocked()
 	}
-	for o, last := range ch.pos {
-		if last > from[o] && !first[o] {
-			lost = true // its messages after from have left history
+	c.send(&codec.Frame{Type: codec.FrameAttached, Ref: ref, Channel: ch.name, Options: opts, Continuity: continuity, Pos: pos})
+	for i, e := range replay {
+		var b []byte
+		if own != nil {
+			b = ch.encodeLocked(&codec.Frame{Type: codec.FrameMessage, Channel: e.m.Channel, Msg: *e.m, Pos: own[i]}, c.format)
+		} else {
+			b = ch.frameLocked(e, c.format)
+		}
+		if b != nil {
+			c.enqueue(b)
 		}
 	}
-	var skip codec.Position
-	for o, seq := range from {
-		last, known := ch.pos[o]
-		switch {
-		case !known:
-			lost = true
-		case seq > last:
-			if skip == nil {
-				skip = codec.Position{}
-			}
-			skip[o] = seq
-		}
+	if opts.PublishOnly {
+		ch.removeLocked(c)
+		return true
 	}
-	if lost {
-		// Send no partial replay: live messages follow from here.
-		return nil, codec.ContinuityLost, nil
-	}
-	return replay, codec.ContinuityResumed, skip
+	ch.members[c] = &member{c: c, opts: opts, pend: pend}
+	ch.snap = nil
+	return true
 }
 
 // detach unsubscribes c; detached is queued after anything delivered before.
@@ -292,11 +284,12 @@ func (ch *channel) history(limit int, before uint64) []*entry {
 }
 
 // sweep trims history and reports whether the channel can be forgotten:
-// no subscribers, no history, and no activity for idleFor.
-func (ch *channel) sweep(now time.Time, idleFor time.Duration) bool {
+// no subscribers, no history, and no activity for idleFor; and the highest
+// origin time it accounts for.
+func (ch *channel) sweep(now time.Time, idleFor time.Duration) (newest int64, dead bool) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	ch.trimLocked(now)
 	ch.dead = len(ch.members) == 0 && len(ch.hist) == 0 && now.Sub(ch.lastUse) > idleFor
-	return ch.dead
+	return max(ch.newest, ch.forgot), ch.dead
 }

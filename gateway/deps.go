@@ -11,8 +11,12 @@ import (
 type Backbone interface {
 	// Start registers deliver and begins delivering. deliver is called once
 	// per message (the backbone removes duplicates), never concurrently for
-	// one channel, in publish order per origin edge; it must not block.
-	// Start is called once, before Publish.
+	// one channel, in publish order (Seq order) per origin edge; it must
+	// not block. A message whose predecessor (Prev) cannot be had is
+	// delivered anyway, within the lateness bound (docs/protocol.md §7.5):
+	// the edge signals the gap to the channel's subscribers; copies of the
+	// predecessor that come later must not be delivered. Start is called
+	// once, before Publish.
 	Start(ctx context.Context, deliver func(m *codec.Message)) error
 	// Publish hands m to the backbone and returns without waiting. done is
 	// called exactly once: nil after the backbone accepted m and m was

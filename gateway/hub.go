@@ -22,6 +22,13 @@ type hub struct {
 	now       func() time.Time
 	logEncode func(m *codec.Message, f codec.Format, err error)
 	delivered atomic.Uint64 // frames enqueued to subscribers
+	gaps      atomic.Uint64 // messages delivered after a predecessor that never came (continuity frames to the channel)
+	broken    atomic.Uint64 // continuity frames to one resumed subscriber whose missing messages this edge cannot send
+	late      atomic.Uint64 // messages that arrived at or below their channel's watermark
+	started   int64         // when the hub started, Unix ms: it has no message published before
+	// swept is the highest origin time delivered on a channel this hub
+	// has forgotten: a new channel state cannot vouch for anything before.
+	swept atomic.Int64
 }
 
 type hubShard struct {
@@ -30,7 +37,7 @@ type hubShard struct {
 }
 
 func newHub(histCount int, histAge time.Duration, now func() time.Time, logEncode func(*codec.Message, codec.Format, error)) *hub {
-	h := &hub{histCount: histCount, histAge: histAge, now: now, logEncode: logEncode}
+	h := &hub{histCount: histCount, histAge: histAge, now: now, logEncode: logEncode, started: now().UnixMilli()}
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)
 	}
@@ -73,8 +80,10 @@ func (h *hub) sweep(idleFor time.Duration) {
 		s := &h.shards[i]
 		s.mu.Lock()
 		for name, ch := range s.channels {
-			if ch.sweep(now, idleFor) {
+			if newest, dead := ch.sweep(now, idleFor); dead {
 				delete(s.channels, name)
+				for old := h.swept.Load(); newest > old && !h.swept.CompareAndSwap(old, newest); old = h.swept.Load() {
+				}
 			}
 		}
 		s.mu.Unlock()

@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/feedgate/feedgate/client"
@@ -30,10 +29,16 @@ func (b *injector) Start(_ context.Context, d func(*codec.Message)) error {
 func (b *injector) Publish(*codec.Message, func(error)) { panic("not used") }
 func (b *injector) Close(context.Context) error         { return nil }
 
-func (b *injector) inject(origin string, seq uint64) {
+// t0 is the origin time of the tests' first message (Unix ms).
+const t0 = 1767225600000
+
+func (b *injector) inject(origin string, seq uint64) { b.injectAt(origin, seq, seq-1, t0) }
+
+// injectAt delivers origin's message seq, whose predecessor is prev, with
+// origin time t.
+func (b *injector) injectAt(origin string, seq, prev uint64, t int64) {
 	<-b.started
-	prev := seq - 1
-	b.deliver(&codec.Message{Channel: "c", ID: fmt.Sprintf("%s-%d", origin, seq), Data: fmt.Appendf(nil, `"%s-%d"`, origin, seq), Origin: origin, Seq: seq, Prev: prev, Time: 1})
+	b.deliver(&codec.Message{Channel: "c", ID: fmt.Sprintf("%s-%d", origin, seq), Data: fmt.Appendf(nil, `"%s-%d"`, origin, seq), Origin: origin, Seq: seq, Prev: prev, Time: t})
 }
 
 func resumeFrom(t *testing.T, e *edgetest.Edge, token string) (*client.Client, client.Attached) {
@@ -97,26 +102,82 @@ func TestResumeAcrossOrigins(t *testing.T) {
 			t.Fatalf("got %s, want aa-6", m.Data)
 		}
 	})
-	t.Run("positions name a bounded number of origins", func(t *testing.T) {
+	t.Run("positions name only the origins active within the lateness bound", func(t *testing.T) {
 		bb := newInjector()
 		e := edgetest.MustStartEdge(t, gateway.Config{}, bb)
 		c := edgetest.MustDial(t, e.URL, client.Options{})
 		edgetest.MustAttach(t, c, "c", codec.AttachOptions{})
 		var last client.Message
-		for i := range 20 {
-			bb.inject(fmt.Sprintf("o%d", i), 1)
+		for i := range 200 {
+			// A new origin every 10 s of origin time: six within a minute.
+			bb.injectAt(fmt.Sprintf("o%d", i), 1, 0, t0+int64(i)*10_000)
 			last = edgetest.NextMessage(t, c)
+			p, err := codec.ParseToken(last.Pos)
+			if err != nil {
+				t.Fatalf("the edge's own token %q does not parse: %v", last.Pos, err)
+			}
+			if len(p.Seqs) > 7 || p.Overflow {
+				t.Fatalf("token %q names %d origins", last.Pos, len(p.Seqs))
+			}
 		}
-		if n := strings.Count(last.Pos, "_") + 1; n > 8 {
-			t.Fatalf("token %q names %d origins", last.Pos, n)
-		}
-		if _, err := codec.ParseToken(last.Pos); err != nil {
-			t.Fatalf("the edge's own token does not parse: %v", err)
-		}
-		// And it resumes: the most recent origins are all in it.
-		bb.inject("o19", 2)
-		if _, a := resumeFrom(t, e, last.Pos); a.Continuity != codec.ContinuityResumed {
+		bb.injectAt("o199", 2, 1, t0+200*10_000)
+		c2, a := resumeFrom(t, e, last.Pos)
+		if a.Continuity != codec.ContinuityResumed {
 			t.Fatalf("continuity %s, want resumed", a.Continuity)
+		}
+		if m := edgetest.NextMessage(t, c2); string(m.Data) != `"o199-2"` {
+			t.Fatalf("got %s, want o199-2", m.Data)
+		}
+	})
+}
+
+// TestResumeManyOrigins: the two failures of issue 7 item 6, reproduced
+// with one edge fed as the backbone would feed it.
+func TestResumeManyOrigins(t *testing.T) {
+	t.Run("ten origins one after another, resuming from the newest token", func(t *testing.T) {
+		bb := newInjector()
+		e := edgetest.MustStartEdge(t, gateway.Config{}, bb)
+		c := edgetest.MustDial(t, e.URL, client.Options{})
+		edgetest.MustAttach(t, c, "c", codec.AttachOptions{})
+		var last client.Message
+		for i := range 10 {
+			for s := uint64(1); s <= 2; s++ {
+				bb.injectAt(fmt.Sprintf("p%d", i), s, s-1, t0+int64(i)*1000+int64(s))
+				last = edgetest.NextMessage(t, c)
+			}
+		}
+		bb.injectAt("p9", 3, 2, t0+9003)
+		c2, a := resumeFrom(t, e, last.Pos)
+		if a.Continuity != codec.ContinuityResumed {
+			t.Fatalf("continuity %s, want resumed", a.Continuity)
+		}
+		if m := edgetest.NextMessage(t, c2); string(m.Data) != `"p9-3"` {
+			t.Fatalf("got %s, want p9-3 (and nothing older)", m.Data)
+		}
+	})
+	t.Run("nine origins in turn: every token resumes", func(t *testing.T) {
+		bb := newInjector()
+		e := edgetest.MustStartEdge(t, gateway.Config{}, bb)
+		c := edgetest.MustDial(t, e.URL, client.Options{})
+		edgetest.MustAttach(t, c, "c", codec.AttachOptions{})
+		var got []client.Message
+		for i := range 18 {
+			o := i % 9
+			seq := uint64(i/9 + 1)
+			bb.injectAt(fmt.Sprintf("q%d", o), seq, seq-1, t0+int64(i)*100)
+			got = append(got, edgetest.NextMessage(t, c))
+		}
+		for i, m := range got {
+			c2, a := resumeFrom(t, e, m.Pos)
+			if a.Continuity != codec.ContinuityResumed {
+				t.Fatalf("token %d (%s): continuity %s, want resumed", i, m.Pos, a.Continuity)
+			}
+			for _, want := range got[i+1:] {
+				if r := edgetest.NextMessage(t, c2); string(r.Data) != string(want.Data) {
+					t.Fatalf("token %d: replayed %s, want %s", i, r.Data, want.Data)
+				}
+			}
+			c2.Close()
 		}
 	})
 }
