@@ -317,25 +317,27 @@ func (r *Relay) receiveLoop(ctx context.Context, i int, sub *pubsub.Subscriber) 
 	}
 }
 
-// restartOnReconnect restarts every Receive once a connection to Pub/Sub
-// was lost and a new one made, and again one ack deadline later. The
-// library reopens its stream by itself, but an ordering key whose messages
-// were leased to the broken stream can stay stuck on the new one, even
-// after the lease expired (seen with Google's emulator: not released within
-// minutes); a Receive started after the lease expired gets them redelivered
-// within seconds. Duplicates are dropped by the dedup cache; order holds per
-// key, and what arrives ahead of a missing message is held back.
+// restartOnReconnect restarts every Receive one ack deadline (plus a
+// margin) after a connection to Pub/Sub was lost and a new one made. The
+// library reopens its stream by itself, but messages that were in flight
+// on the broken stream stay leased to it, and an ordering key with such a
+// message stays stuck even after the lease expired (seen with Google's
+// emulator: not released within minutes; a Pull by hand does not release
+// it either), while a Receive started after the lease expired gets them
+// redelivered at once. Duplicates are dropped by the dedup cache; what
+// arrives ahead of a missing message is held back.
 func (r *Relay) restartOnReconnect(ctx context.Context) {
-	var again <-chan time.Time
+	var kick <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.conns.reconnected:
-			r.log.Warn("backbone: connection to Pub/Sub lost and made again; restarting the subscriptions' streams now and after the ack deadline")
-			again = time.After(r.cfg.AckDeadline + 2*time.Second)
-		case <-again:
-			again = nil
+			r.log.Warn("backbone: connection to Pub/Sub lost and made again; restarting the subscriptions' streams once the broken stream's leases expired", "in", (r.cfg.AckDeadline + kickMargin).String())
+			kick = time.After(r.cfg.AckDeadline + kickMargin)
+			continue
+		case <-kick:
+			kick = nil
 		}
 		r.stats.StreamRestarts.Add(1)
 		r.restartMu.Lock()
@@ -347,6 +349,10 @@ func (r *Relay) restartOnReconnect(ctx context.Context) {
 		r.restartMu.Unlock()
 	}
 }
+
+// kickMargin is added to the ack deadline before the streams restart:
+// Pub/Sub's expiry is not to the millisecond.
+const kickMargin = 2 * time.Second
 
 // connWatch is a gRPC stats handler that signals, on reconnected, each
 // new connection made after one was lost.

@@ -42,7 +42,13 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 			ctx.SetBodyString("not ready\n")
 			return
 		}
-		if hc, ok := s.bb.(HealthChecker); ok {
+		// scope=local (Kubernetes readiness, the load balancer's per-pod
+		// check) leaves the backbone out: a global Pub/Sub blip must not
+		// take every pod of every region out of service at once. The full
+		// answer is for GeoDNS, which moves a region's clients elsewhere
+		// and fails open when every region is unhealthy.
+		local := string(ctx.QueryArgs().Peek("scope")) == "local"
+		if hc, ok := s.bb.(HealthChecker); ok && !local {
 			if err := hc.Healthy(); err != nil {
 				ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 				ctx.SetBodyString("not ready: backbone unreachable\n")

@@ -251,8 +251,11 @@ func (s *Server) heartbeats() {
 }
 
 // Shutdown turns the edge unready, refuses new connections, tells every
-// client to reconnect elsewhere, waits for the connections to end (or ctx),
-// stops the HTTP server and closes the backbone.
+// client to reconnect elsewhere, waits for the connections to end (or ctx)
+// and stops the HTTP server. It does not close the backbone: whoever
+// created it closes it, after Shutdown (cmd/edge gives that a budget of its
+// own, so that clients slow to leave never make the edge leave its
+// subscriptions behind for their TTL).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false)
 	s.draining.Store(true)
@@ -268,18 +271,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.flushOnce.Do(func() { close(s.flushEnd) })
 	errs = append(errs, s.http.ShutdownWithContext(ctx))
-	// The backbone gets a budget of its own: clients that were slow to
-	// leave must not make the edge leave its subscriptions behind (they
-	// would cost a day of messages until they expire).
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), backboneCloseTimeout)
-	defer cancel()
-	errs = append(errs, s.bb.Close(bctx))
 	return errors.Join(errs...)
 }
-
-// backboneCloseTimeout bounds the backbone's stop (flushing publishes,
-// deleting subscriptions) after the clients are gone.
-const backboneCloseTimeout = 10 * time.Second
 
 // drain tells every client to reconnect elsewhere, spread evenly over
 // DrainPeriod so that the other edges are not hit by all of them at once.

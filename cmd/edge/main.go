@@ -108,8 +108,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	// Whoever creates the backbone closes it, on every return: an edge that
-	// fails to start must not leave its subscriptions behind for their TTL.
+	// Whoever creates the backbone closes it, on every return (after the
+	// gateway's Shutdown, with a budget of its own): an edge that fails to
+	// start must not leave its subscriptions behind for their TTL.
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

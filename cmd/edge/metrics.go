@@ -117,8 +117,14 @@ func (x *metrics) observe(srv *gateway.Server, bb statsSource) error {
 		bbPub      = counter("feedgate.backbone.published", "Publishes accepted by the backbone.")
 		bbPubErr   = counter("feedgate.backbone.publish_errors", "Publishes refused or timed out (nacked).")
 		bbRetry    = counter("feedgate.backbone.publish_retries", "Publishes of a message ID already accepted or in flight.")
-		bbGaps     = counter("feedgate.backbone.gaps", "Messages whose predecessor from the same origin never arrived (loss).")
-		bbReorder  = counter("feedgate.backbone.reorders", "Messages that arrived behind a later one of their origin.")
+		bbGaps     = counter("feedgate.backbone.gaps", "Gaps in an origin's sequence not filled within the gap wait (loss, signalled to subscribers).")
+		bbReorder  = counter("feedgate.backbone.reorders", "Messages that arrived ahead of a missing predecessor and were held back.")
+		bbFilled   = counter("feedgate.backbone.filled", "Held messages released in order once their predecessor arrived.")
+		bbLate     = counter("feedgate.backbone.late", "Copies dropped because their origin's sequence had moved past them (after a gap was given up).")
+		bbRestarts = counter("feedgate.backbone.stream_restarts", "Subscription streams restarted after a connection to Pub/Sub was lost.")
+		cGaps      = counter("feedgate.continuity.gaps", "Continuity frames sent to a channel's subscribers for a gap that could not be filled.")
+		cBroken    = counter("feedgate.continuity.broken", "Continuity frames sent to one subscriber that resumed ahead of this edge.")
+		cLate      = counter("feedgate.continuity.late", "Messages that arrived beyond the lateness bound.")
 		bbBad      = counter("feedgate.backbone.malformed", "Backbone messages that failed to decode.")
 		ends       = counter("feedgate.connection_ends", "Connections ended, by reason (the first that applied).")
 		dropped    = counter("feedgate.dropped_frames", "Frames queued for a connection and never written, by the reason it ended.")
@@ -148,7 +154,15 @@ func (x *metrics) observe(srv *gateway.Server, bb statsSource) error {
 		o.ObserveInt64(bbGaps, int64(b.Gaps.Load()))
 		o.ObserveInt64(bbReorder, int64(b.Reorders.Load()))
 		o.ObserveInt64(bbBad, int64(b.Malformed.Load()))
+		o.ObserveInt64(bbFilled, int64(b.Filled.Load()))
+		o.ObserveInt64(bbLate, int64(b.Late.Load()))
+		o.ObserveInt64(bbRestarts, int64(b.StreamRestarts.Load()))
+		cs := srv.ContinuityStats()
+		o.ObserveInt64(cGaps, int64(cs.Gaps))
+		o.ObserveInt64(cBroken, int64(cs.Broken))
+		o.ObserveInt64(cLate, int64(cs.Late))
 		return nil
-	}, conns, deliveries, slow, bad, idle, stuck, ends, dropped, bbIn, bbDup, bbPub, bbPubErr, bbRetry, bbGaps, bbReorder, bbBad)
+	}, conns, deliveries, slow, bad, idle, stuck, ends, dropped, bbIn, bbDup, bbPub, bbPubErr, bbRetry, bbGaps, bbReorder, bbBad,
+		bbFilled, bbLate, bbRestarts, cGaps, cBroken, cLate)
 	return err
 }

@@ -12,11 +12,13 @@
 # client already connected to a failed region sees its WebSocket drop and
 # reconnects through DNS.
 #
-# What the probe sees: the load balancer routes /readyz to a ready edge of
-# the region, so the region counts as healthy while at least one of its edges
-# is ready. The edge's readiness does not yet reflect the backbone's health:
-# a region whose Pub/Sub connection is broken still answers 200 (see
-# docs/operations.md).
+# What the probe sees: the load balancer routes /readyz to an edge of the
+# region that is not draining (its own per-pod check is /readyz?scope=local),
+# and that edge answers 503 while it cannot publish to or receive from
+# Pub/Sub. So a region whose backbone is broken is left out of the answers,
+# and its clients go to the next region. When every region fails (a global
+# Pub/Sub blip), Cloud DNS routing policies fail open and answer with all of
+# them, so nobody is sent nowhere (see docs/operations.md).
 
 locals {
   dns_enabled = var.manage_dns

@@ -74,7 +74,7 @@ func TestFaultNetworkCut(t *testing.T) {
 		last := time.Now()
 		// Bounded by the gap wait plus redelivery: a gap is filled or
 		// given up and signalled within it.
-		deadline := time.After(8 * defaultGapWaitForTests)
+		deadline := time.After(4 * defaultGapWaitForTests)
 		for o.next < total {
 			select {
 			case m := <-c.Messages():

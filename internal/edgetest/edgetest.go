@@ -26,8 +26,9 @@ type Edge struct {
 	API string // http://127.0.0.1:port
 }
 
-// MustStartEdge starts a Server with the in-process backbone (unless bb is
-// given) on 127.0.0.1:0 and stops it at the end of the test.
+// MustStartEdge starts a Server on 127.0.0.1:0 with bb, or the in-process
+// backbone if bb is nil, and stops it at the end of the test; it owns bb
+// from then on and closes it after the server stopped.
 func MustStartEdge(tb testing.TB, cfg gateway.Config, bb gateway.Backbone) *Edge {
 	tb.Helper()
 	if bb == nil {
@@ -64,6 +65,9 @@ func MustStartEdge(tb testing.TB, cfg gateway.Config, bb gateway.Backbone) *Edge
 		}
 		if err := <-errc; err != nil {
 			tb.Errorf("serve: %v", err)
+		}
+		if err := bb.Close(ctx); err != nil {
+			tb.Errorf("backbone close: %v", err)
 		}
 	})
 	addr := ln.Addr().String()
