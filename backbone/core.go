@@ -81,6 +81,8 @@ type Stats struct {
 	Filled         atomic.Uint64 // held messages released in order because the predecessor arrived
 	Late           atomic.Uint64 // copies dropped because their origin's sequence had already moved past them (after a gap)
 	Retries        atomic.Uint64 // publishes of an ID already accepted or in flight (acked, not sent again)
+	Beacons        atomic.Uint64 // beacons received from origins (their last accepted Seq per channel)
+	Stalls         atomic.Uint64 // times a channel was owed messages (by a beacon) for longer than the stall bound
 	StreamRestarts atomic.Uint64 // Receive streams restarted after a connection to Pub/Sub was lost and made again
 }
 
@@ -118,6 +120,10 @@ type chanState struct {
 	pending []*pendingPub // publishes awaiting their outcome, in publish order
 	nextSeq uint64        // Seq of this origin's next publish
 	prev    uint64        // Prev of this origin's next publish
+	// accepted is the Seq of this origin's last accepted publish, at
+	// acceptedAt: what its beacons announce.
+	accepted   uint64
+	acceptedAt time.Time
 	// failing is set when a publish failed, and cleared once no publish is
 	// pending and every refusal has been reported to its publisher:
 	// meanwhile new publishes are refused, so nothing accepted overtakes a
@@ -141,6 +147,10 @@ type originState struct {
 	held  []held // arrived ahead of a missing predecessor, by Seq
 	timer *time.Timer
 	at    time.Time // last message from this origin
+	// owed is the highest Seq the origin's beacons announced beyond last,
+	// since owedSince: messages this edge should have and has not.
+	owed      uint64
+	owedSince time.Time
 }
 
 type held struct {
@@ -335,6 +345,9 @@ func (c *core) emitLocked(cs *chanState, os *originState, m *codec.Message, p *p
 		c.log.Warn("backbone: gap in an origin's sequence not filled within the gap wait; subscribers are told", "channel", m.Channel, "origin", m.Origin, "last", os.last, "prev", m.Prev, "seq", m.Seq, "gap_wait", c.order.GapWait.String())
 	}
 	os.last = m.Seq
+	if os.owed <= os.last {
+		os.owed, os.owedSince = 0, time.Time{}
+	}
 	c.stats.Delivered.Add(1)
 	cs.outbox = append(cs.outbox, outItem{m: m, p: p})
 }
@@ -382,6 +395,39 @@ func (c *core) armLocked(st *stripe, cs *chanState, os *originState, origin stri
 			c.drain(st, cs)
 		}
 	})
+}
+
+// oweLocked records that origin announced Seq seq on cs: if this edge has
+// delivered less of it and holds nothing at or beyond it, the messages are
+// owed, and it reports true. An origin this edge has not received from on
+// the channel owes it nothing (its earlier messages predate this edge).
+func (c *core) oweLocked(cs *chanState, origin string, seq uint64, now time.Time) bool {
+	os := cs.origins[origin]
+	if os == nil || os.last >= seq {
+		return false
+	}
+	if n := len(os.held); n > 0 && os.held[n-1].m.Seq >= seq {
+		return false // the gap wait covers it
+	}
+	if os.owed < seq {
+		os.owed = seq
+	}
+	if os.owedSince.IsZero() {
+		os.owedSince = now
+	}
+	return true
+}
+
+// owedSinceLocked returns the earliest time since which cs has been owed
+// messages by some origin, or the zero time.
+func owedSinceLocked(cs *chanState) time.Time {
+	var t time.Time
+	for _, os := range cs.origins {
+		if os.owed > os.last && (t.IsZero() || os.owedSince.Before(t)) {
+			t = os.owedSince
+		}
+	}
+	return t
 }
 
 // claimLocked reports whether the caller must drain cs's outbox: there is
@@ -502,6 +548,7 @@ func (c *core) completeLocked(st *stripe, cs *chanState) {
 			cs.outbox = append(cs.outbox, outItem{p: h})
 		case h.err == nil:
 			c.stats.Published.Add(1)
+			cs.accepted, cs.acceptedAt = h.m.Seq, c.now()
 			c.acceptLocked(st, cs, h.m, h)
 		default:
 			c.stats.PublishErrors.Add(1)

@@ -65,6 +65,11 @@ type RelayConfig struct {
 	// CheckTimeout bounds one check (default 2s: a reachable Pub/Sub
 	// answers in milliseconds).
 	CheckTimeout time.Duration
+	// BeaconInterval is how often the edge announces, on every shard topic,
+	// the last accepted Seq of each channel it published on lately (default
+	// 5s). Receivers that are owed messages for longer than the ack deadline
+	// plus a margin restart their streams to get them redelivered.
+	BeaconInterval time.Duration
 	// PublishDelay is the batching delay of the publisher (default 1ms; the
 	// library's 10ms is too slow for odds).
 	PublishDelay time.Duration
@@ -111,6 +116,9 @@ func (c *RelayConfig) setDefaults() error {
 	if c.CheckTimeout <= 0 {
 		c.CheckTimeout = 2 * time.Second
 	}
+	if c.BeaconInterval <= 0 {
+		c.BeaconInterval = 5 * time.Second
+	}
 	if c.PublishDelay <= 0 {
 		c.PublishDelay = time.Millisecond
 	}
@@ -133,6 +141,8 @@ type Relay struct {
 	subTopics  []string // subNames[i] reads subTopics[i]
 
 	conns     *connWatch           // connections to Pub/Sub lost and made
+	stalled   chan struct{}        // some channel is owed messages past the stall bound
+	lastRecv  []atomic.Int64       // per subscription: when it last received anything (Unix ns)
 	restartMu sync.Mutex           // guards restart
 	restart   []context.CancelFunc // restart[i] restarts subNames[i]'s Receive
 
@@ -140,6 +150,9 @@ type Relay struct {
 	pubErr    error      // the last publish failure, until a publish succeeds
 	checkErr  error      // the last check's failure, until a check succeeds
 	unhealthy bool       // logged as unhealthy
+
+	owedMu sync.Mutex          // guards owed; a leaf lock
+	owed   map[string]struct{} // channels owed messages by some origin's beacon
 
 	closed  atomic.Bool // set under every stripe's lock in turn: a Publish after Close refuses
 	cancel  context.CancelFunc
@@ -178,7 +191,7 @@ func NewRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backbone: pubsub client: %w", err)
 	}
-	r := &Relay{cfg: cfg, client: client, conns: conns}
+	r := &Relay{cfg: cfg, client: client, conns: conns, stalled: make(chan struct{}, 1)}
 	r.init(cfg.Dedup, cfg.Order, cfg.Logger, cfg.Now)
 	r.resume = func(channel string) { r.publishers[r.shard(channel)].ResumePublish(channel) }
 	for k := 0; k < cfg.Shards; k++ {
@@ -248,8 +261,13 @@ func (r *Relay) Start(ctx context.Context, deliver DeliverFunc) error {
 	r.setDeliver(deliver)
 	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.restart = make([]context.CancelFunc, len(r.subNames))
+	r.lastRecv = make([]atomic.Int64, len(r.subNames))
+	for i := range r.lastRecv {
+		r.lastRecv[i].Store(time.Now().UnixNano())
+	}
 	r.wg.Go(func() { r.checkLoop(ctx) })
 	r.wg.Go(func() { r.restartOnReconnect(ctx) })
+	r.wg.Go(func() { r.beaconLoop(ctx) })
 	for i, name := range r.subNames {
 		sub := r.client.Subscriber(name)
 		sub.ReceiveSettings.NumGoroutines = 1
@@ -289,7 +307,10 @@ func (r *Relay) receiveLoop(ctx context.Context, i int, sub *pubsub.Subscriber) 
 		r.restartMu.Lock()
 		r.restart[i] = restart
 		r.restartMu.Unlock()
-		err := sub.Receive(rctx, r.onMessage)
+		err := sub.Receive(rctx, func(ctx context.Context, pm *pubsub.Message) {
+			r.lastRecv[i].Store(time.Now().UnixNano())
+			r.onMessage(ctx, pm)
+		})
 		restart()
 		if ctx.Err() != nil {
 			return
@@ -328,6 +349,7 @@ func (r *Relay) receiveLoop(ctx context.Context, i int, sub *pubsub.Subscriber) 
 // arrives ahead of a missing message is held back.
 func (r *Relay) restartOnReconnect(ctx context.Context) {
 	var kick <-chan time.Time
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -336,9 +358,17 @@ func (r *Relay) restartOnReconnect(ctx context.Context) {
 			r.log.Warn("backbone: connection to Pub/Sub lost and made again; restarting the subscriptions' streams once the broken stream's leases expired", "in", (r.cfg.AckDeadline + kickMargin).String())
 			kick = time.After(r.cfg.AckDeadline + kickMargin)
 			continue
+		case <-r.stalled:
+			// At most one restart per lease period: a restart strands what
+			// is in flight on the stream it closes until its lease expires.
+			if time.Since(last) < r.cfg.AckDeadline+kickMargin {
+				continue
+			}
+			r.log.Warn("backbone: messages announced by their origin have not arrived within the ack deadline; restarting the subscriptions' streams")
 		case <-kick:
 			kick = nil
 		}
+		last = time.Now()
 		r.stats.StreamRestarts.Add(1)
 		r.restartMu.Lock()
 		for _, f := range r.restart {
@@ -359,6 +389,177 @@ const kickMargin = 2 * time.Second
 type connWatch struct {
 	lost        atomic.Bool
 	reconnected chan struct{} // capacity 1: signals coalesce
+}
+
+// beaconLoop announces, every BeaconInterval, this edge's last accepted
+// Seq of each channel it published on within the last three intervals (so
+// each is announced a few times after its last publish), and checks which
+// channels have been owed messages for longer than the ack deadline plus a
+// margin: then the streams are restarted (see restartOnReconnect).
+func (r *Relay) beaconLoop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.BeaconInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.sendBeacons()
+		if r.stalledChannels()+r.silentSubscriptions() > 0 {
+			select {
+			case r.stalled <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (r *Relay) sendBeacons() {
+	now := r.now()
+	recent := now.Add(-3 * r.cfg.BeaconInterval)
+	perShard := make([]map[string]uint64, r.cfg.Shards)
+	for i := range r.stripes {
+		st := &r.stripes[i]
+		st.mu.Lock()
+		for name, cs := range st.chans {
+			if cs.accepted == 0 || cs.acceptedAt.Before(recent) {
+				continue
+			}
+			k := r.shard(name)
+			if perShard[k] == nil {
+				perShard[k] = make(map[string]uint64)
+			}
+			perShard[k][name] = cs.accepted
+		}
+		st.mu.Unlock()
+	}
+	for k, seqs := range perShard {
+		// Every shard gets a beacon, empty if need be: this edge's own
+		// coming back through its subscription proves that receiving works.
+		if seqs == nil {
+			seqs = map[string]uint64{}
+		}
+		for first := true; first || len(seqs) > 0; first = false {
+			part := seqs
+			if len(seqs) > codec.MaxBeaconChannels {
+				part = make(map[string]uint64, codec.MaxBeaconChannels)
+				for ch, s := range seqs {
+					if len(part) == codec.MaxBeaconChannels {
+						break
+					}
+					part[ch] = s
+					delete(seqs, ch)
+				}
+			} else {
+				seqs = nil
+			}
+			env := codec.EncodeBeacon(&codec.Beacon{Origin: r.origin, Seqs: part})
+			// Fire and forget: a lost beacon is made up for by the next.
+			r.publishers[k].Publish(context.Background(), &pubsub.Message{Data: env.Data, Attributes: env.Attributes})
+		}
+	}
+}
+
+// silentSubscriptions returns how many subscriptions have received nothing,
+// not even this edge's own beacons, for longer than the ack deadline plus a
+// margin: their stream is stuck (or Pub/Sub unreachable, which the checks
+// report).
+func (r *Relay) silentSubscriptions() int {
+	n := 0
+	for i := range r.lastRecv {
+		if time.Since(time.Unix(0, r.lastRecv[i].Load())) > r.silentAfter() {
+			n++
+		}
+	}
+	return n
+}
+
+// silentAfter is how long a subscription may receive nothing before it
+// counts as stuck: several beacon intervals, and past a lease's expiry.
+func (r *Relay) silentAfter() time.Duration {
+	return max(3*r.cfg.BeaconInterval, r.cfg.AckDeadline+kickMargin)
+}
+
+// onBeacon records what an origin announced; channels owed messages are
+// checked by stalledChannels.
+func (r *Relay) onBeacon(b *codec.Beacon) {
+	r.stats.Beacons.Add(1)
+	if b.Origin == r.origin {
+		return
+	}
+	now := r.now()
+	var owed []string
+	for ch, seq := range b.Seqs {
+		st := r.stripeFor(ch)
+		st.mu.Lock()
+		if cs := st.chans[ch]; cs != nil && r.oweLocked(cs, b.Origin, seq, now) {
+			owed = append(owed, ch)
+		}
+		st.mu.Unlock()
+	}
+	if len(owed) == 0 {
+		return
+	}
+	r.owedMu.Lock()
+	if r.owed == nil {
+		r.owed = make(map[string]struct{})
+	}
+	for _, ch := range owed {
+		r.owed[ch] = struct{}{}
+	}
+	r.owedMu.Unlock()
+}
+
+// stalledChannels returns how many channels have been owed messages for
+// longer than the ack deadline plus a margin (redelivery should have come
+// by then), and forgets those no longer owed anything.
+func (r *Relay) stalledChannels() int {
+	r.owedMu.Lock()
+	chans := make([]string, 0, len(r.owed))
+	for ch := range r.owed {
+		chans = append(chans, ch)
+	}
+	r.owedMu.Unlock()
+	now := r.now()
+	stalled := 0
+	var settled []string
+	for _, ch := range chans {
+		st := r.stripeFor(ch)
+		st.mu.Lock()
+		var since time.Time
+		cs := st.chans[ch]
+		if cs != nil {
+			since = owedSinceLocked(cs)
+		}
+		giveUp := !since.IsZero() && now.Sub(since) > r.cfg.AckDeadline+kickMargin+r.order.GapWait
+		if giveUp {
+			// Restarts did not bring them: stop trying. When the origin's
+			// next message comes, the gap before it is signalled.
+			for o, os := range cs.origins {
+				if os.owed > os.last {
+					r.log.Warn("backbone: messages announced by their origin never arrived", "channel", ch, "origin", o, "last", os.last, "announced", os.owed)
+				}
+				os.owed, os.owedSince = 0, time.Time{}
+			}
+		}
+		st.mu.Unlock()
+		switch {
+		case since.IsZero() || giveUp:
+			settled = append(settled, ch)
+		case now.Sub(since) > r.cfg.AckDeadline+kickMargin:
+			stalled++
+		}
+	}
+	if stalled > 0 {
+		r.stats.Stalls.Add(uint64(stalled))
+	}
+	r.owedMu.Lock()
+	for _, ch := range settled {
+		delete(r.owed, ch)
+	}
+	r.owedMu.Unlock()
+	return stalled
 }
 
 func newConnWatch() *connWatch { return &connWatch{reconnected: make(chan struct{}, 1)} }
@@ -460,7 +661,13 @@ func (r *Relay) publishHealth(err error) {
 }
 
 func (r *Relay) healthLocked() error {
-	return errors.Join(r.checkErr, r.pubErr)
+	var silent error
+	if r.lastRecv != nil {
+		if n := r.silentSubscriptions(); n > 0 {
+			silent = fmt.Errorf("%d of %d subscriptions received nothing, not even this edge's own beacons, for over %v", n, len(r.lastRecv), r.silentAfter())
+		}
+	}
+	return errors.Join(r.checkErr, r.pubErr, silent)
 }
 
 func (r *Relay) logHealthLocked() {
@@ -487,6 +694,15 @@ func (r *Relay) Healthy() error {
 }
 
 func (r *Relay) onMessage(_ context.Context, pm *pubsub.Message) {
+	if codec.IsBeacon(pm.Attributes) {
+		if b, err := codec.DecodeBeacon(pm.Data, pm.Attributes); err == nil {
+			r.onBeacon(&b)
+		} else {
+			r.stats.Malformed.Add(1)
+		}
+		pm.Ack()
+		return
+	}
 	m, err := codec.DecodeEnvelope(pm.Data, pm.Attributes)
 	if err != nil {
 		// Not ours or corrupt: redelivering it would not help.

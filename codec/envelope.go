@@ -87,3 +87,55 @@ func DecodeEnvelope(data []byte, attrs map[string]string) (Message, error) {
 	}
 	return m, nil
 }
+
+// Beacons: an origin edge's periodic statement, per shard topic, of the last
+// accepted sequence number of each channel it published on lately. A
+// receiving edge that has delivered less of that origin knows messages are
+// owed to it even when nothing newer arrives (a stalled subscription, a lost
+// last message). A beacon travels without an ordering key, so a stuck key
+// cannot hold it up.
+const (
+	attrKind   = "k" // "b" for a beacon; absent for a message
+	kindBeacon = "b"
+	// MaxBeaconChannels bounds the channels of one beacon (its data stays
+	// well under Pub/Sub's 10 MB message limit).
+	MaxBeaconChannels = 4096
+)
+
+// Beacon is an origin's last accepted sequence number per channel.
+type Beacon struct {
+	Origin string
+	Seqs   map[string]uint64
+}
+
+// IsBeacon reports whether a backbone message's attributes mark a beacon.
+func IsBeacon(attrs map[string]string) bool { return attrs[attrKind] == kindBeacon }
+
+// EncodeBeacon returns b's backbone form (no ordering key).
+func EncodeBeacon(b *Beacon) Envelope {
+	data, _ := json.Marshal(b.Seqs) // map[string]uint64 always marshals
+	return Envelope{Data: data, Attributes: map[string]string{attrVersion: envVersion, attrKind: kindBeacon, attrOrigin: b.Origin}}
+}
+
+// DecodeBeacon rebuilds and validates a Beacon.
+func DecodeBeacon(data []byte, attrs map[string]string) (Beacon, error) {
+	if v := attrs[attrVersion]; v != envVersion || !IsBeacon(attrs) {
+		return Beacon{}, Errorf(CodeBadFrame, "not a version %s beacon", envVersion)
+	}
+	b := Beacon{Origin: attrs[attrOrigin]}
+	if !ValidOrigin(b.Origin) {
+		return Beacon{}, Errorf(CodeBadFrame, "beacon origin %q is invalid", b.Origin)
+	}
+	if err := json.Unmarshal(data, &b.Seqs); err != nil {
+		return Beacon{}, Errorf(CodeBadFrame, "beacon data is not a channel->sequence object")
+	}
+	if len(b.Seqs) > MaxBeaconChannels {
+		return Beacon{}, Errorf(CodeBadFrame, "beacon names more than %d channels", MaxBeaconChannels)
+	}
+	for ch, seq := range b.Seqs {
+		if ValidateChannel(ch) != nil || seq == 0 {
+			return Beacon{}, Errorf(CodeBadFrame, "beacon entry %q: %d is invalid", ch, seq)
+		}
+	}
+	return b, nil
+}

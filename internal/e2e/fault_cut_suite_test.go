@@ -72,8 +72,9 @@ func TestFaultNetworkCut(t *testing.T) {
 	for i, c := range subs {
 		var o orderCheck
 		last := time.Now()
-		// Bounded by the gap wait plus redelivery: a gap is filled or
-		// given up and signalled within it.
+		// Bounded: a stuck stream is restarted within about two ack
+		// deadlines (the reconnection, then beacons), and a gap is filled
+		// or given up and signalled within the gap wait after that.
 		deadline := time.After(4 * defaultGapWaitForTests)
 		for o.next < total {
 			select {
@@ -85,8 +86,8 @@ func TestFaultNetworkCut(t *testing.T) {
 				last = time.Now()
 			case <-deadline:
 				st := b.relay.Stats()
-				t.Fatalf("subscriber %d: %d of %d messages; edge B delivered %d held %d filled %d gaps %d late %d dups %d, healthy: %v", i, o.next, total,
-					st.Delivered.Load(), st.Reorders.Load(), st.Filled.Load(), st.Gaps.Load(), st.Late.Load(), st.Duplicates.Load(), b.relay.Healthy())
+				t.Fatalf("subscriber %d: %d of %d messages; edge B delivered %d held %d filled %d gaps %d late %d dups %d, healthy: %v, restarts %d", i, o.next, total,
+					st.Delivered.Load(), st.Reorders.Load(), st.Filled.Load(), st.Gaps.Load(), st.Late.Load(), st.Duplicates.Load(), b.relay.Healthy(), st.StreamRestarts.Load())
 			}
 		}
 		f.delivered += o.delivered
