@@ -143,6 +143,13 @@ type Relay struct {
 	conns     *connWatch           // connections to Pub/Sub lost and made
 	stalled   chan struct{}        // some channel is owed messages past the stall bound
 	lastRecv  []atomic.Int64       // per subscription: when it last received anything (Unix ns)
+	// reused is set when a subscription already existed at start (an edge
+	// restarted with the same EdgeID): what the previous process had
+	// leased is stuck until its leases expire and a stream is restarted.
+	// Until that restart the edge is not healthy.
+	reused   atomic.Bool
+	resuming atomic.Bool
+	resumed  atomic.Int32 // subscriptions whose first stream opened after the wait
 	restartMu sync.Mutex           // guards restart
 	restart   []context.CancelFunc // restart[i] restarts subNames[i]'s Receive
 
@@ -240,7 +247,10 @@ func (r *Relay) ensure(ctx context.Context, k int) error {
 		ExpirationPolicy:      &pubsubpb.ExpirationPolicy{Ttl: durationpb.New(r.cfg.SubscriptionTTL)},
 	})
 	switch {
-	case err == nil, status.Code(err) == codes.AlreadyExists:
+	case err == nil:
+		return nil
+	case status.Code(err) == codes.AlreadyExists:
+		r.reused.Store(true)
 		return nil
 	case status.Code(err) == codes.NotFound && !r.cfg.CreateTopics:
 		return fmt.Errorf("backbone: topic %s does not exist and this edge may not create topics (-pubsub-create-topics): create it (deploy/): %w", r.subTopics[k], err)
@@ -266,6 +276,10 @@ func (r *Relay) Start(ctx context.Context, deliver DeliverFunc) error {
 		r.lastRecv[i].Store(time.Now().UnixNano())
 	}
 	r.wg.Go(func() { r.checkLoop(ctx) })
+	r.resuming.Store(r.reused.Load())
+	if r.reused.Load() {
+		r.log.Warn("backbone: this edge's subscriptions existed (a restart with the same edge ID): receiving starts once the previous process's leases expired; not ready until then", "in", (r.cfg.AckDeadline + kickMargin).String())
+	}
 	r.wg.Go(func() { r.restartOnReconnect(ctx) })
 	r.wg.Go(func() { r.beaconLoop(ctx) })
 	for i, name := range r.subNames {
@@ -302,6 +316,21 @@ func (r *Relay) Start(ctx context.Context, deliver DeliverFunc) error {
 // again where this edge may: messages published meanwhile are lost to this
 // edge, and the gap is signalled to subscribers of the origins it knows.
 func (r *Relay) receiveLoop(ctx context.Context, i int, sub *pubsub.Subscriber) {
+	if r.resuming.Load() {
+		// The subscription existed: a previous process with this EdgeID
+		// may have died with messages leased to it. A stream opened before
+		// those leases expire leaves their ordering keys stuck (see
+		// restartOnReconnect), so the first one opens after.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(r.cfg.AckDeadline + kickMargin):
+		}
+		r.resumed.Add(1)
+		if int(r.resumed.Load()) == len(r.subNames) {
+			r.resuming.Store(false)
+		}
+	}
 	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
 		rctx, restart := context.WithCancel(ctx)
 		r.restartMu.Lock()
@@ -667,7 +696,11 @@ func (r *Relay) healthLocked() error {
 			silent = fmt.Errorf("%d of %d subscriptions received nothing, not even this edge's own beacons, for over %v", n, len(r.lastRecv), r.silentAfter())
 		}
 	}
-	return errors.Join(r.checkErr, r.pubErr, silent)
+	var resuming error
+	if r.resuming.Load() {
+		resuming = errors.New("resuming the subscriptions of a previous process with this edge ID: waiting for its leases to expire")
+	}
+	return errors.Join(r.checkErr, r.pubErr, silent, resuming)
 }
 
 func (r *Relay) logHealthLocked() {

@@ -61,7 +61,9 @@ func mustStartEdgeProc(tb testing.TB, bin string, env []string, args ...string) 
 			tb.Logf("edge %s log:\n%s", addr, p.log.String())
 		}
 	})
-	edgetest.WaitFor(tb, "edge process ready on "+addr, func() bool {
+	// An edge restarted with the same ID is ready only once the previous
+	// process's leases expired (about 12 s).
+	edgetest.WaitForWithin(tb, "edge process ready on "+addr, 60*time.Second, func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
 			return false

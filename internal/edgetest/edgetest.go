@@ -131,7 +131,13 @@ func NextError(tb testing.TB, c *client.Client) *codec.Error {
 // WaitFor polls cond until it holds or the deadline passes.
 func WaitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	WaitForWithin(tb, what, 10*time.Second, cond)
+}
+
+// WaitForWithin is WaitFor with a bound of its own.
+func WaitForWithin(tb testing.TB, what string, within time.Duration, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
 			tb.Fatalf("timed out waiting for %s", what)
