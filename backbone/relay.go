@@ -140,16 +140,16 @@ type Relay struct {
 	subNames   []string
 	subTopics  []string // subNames[i] reads subTopics[i]
 
-	conns     *connWatch           // connections to Pub/Sub lost and made
-	stalled   chan struct{}        // some channel is owed messages past the stall bound
-	lastRecv  []atomic.Int64       // per subscription: when it last received anything (Unix ns)
+	conns    *connWatch     // connections to Pub/Sub lost and made
+	stalled  chan struct{}  // some channel is owed messages past the stall bound
+	lastRecv []atomic.Int64 // per subscription: when it last received anything (Unix ns)
 	// reused is set when a subscription already existed at start (an edge
 	// restarted with the same EdgeID): what the previous process had
 	// leased is stuck until its leases expire and a stream is restarted.
 	// Until that restart the edge is not healthy.
-	reused   atomic.Bool
-	resuming atomic.Bool
-	resumed  atomic.Int32 // subscriptions whose first stream opened after the wait
+	reused    atomic.Bool
+	resuming  atomic.Bool
+	resumed   atomic.Int32         // subscriptions whose first stream opened after the wait
 	restartMu sync.Mutex           // guards restart
 	restart   []context.CancelFunc // restart[i] restarts subNames[i]'s Receive
 
