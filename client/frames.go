@@ -2,14 +2,6 @@ package client
 
 import "github.com/feedgate/feedgate/codec"
 
-// frameContinuity is the type name of the edge's mid-stream continuity
-// frame: {"type":"continuity","channel":c,"continuity":"lost","pos":p}
-// says that messages of channel c were lost on the edge and could not be
-// recovered; the stream goes on from p. It is matched by name, so that it
-// is handled as soon as the codec decodes it (until then the codec refuses
-// the type and the reader skips the frame).
-const frameContinuity = "continuity"
-
 // handleFrame routes the frames of connection gen that concern
 // subscriptions; it runs on the connection's read loop and never blocks.
 // It consumes (returns true for) messages and continuity frames; the
@@ -31,11 +23,12 @@ func (s *Session) handleFrame(gen uint64, fr *codec.Frame) bool {
 		if sub := s.subscription(fr.Channel); sub != nil && fr.Ref != 0 {
 			sub.onRefused(gen, fr.Ref)
 		}
-	default:
-		if fr.Type.String() == frameContinuity {
-			s.continuityFrame(gen, fr)
-			return true
-		}
+	case codec.FrameContinuity:
+		// {"type":"continuity","channel":c,"continuity":"lost","pos":p}:
+		// messages of channel c were lost on the edge and could not be
+		// recovered; the stream goes on from p (docs/protocol.md §5.9).
+		s.continuityFrame(gen, fr)
+		return true
 	}
 	return false
 }

@@ -172,7 +172,7 @@ func TestContinuityFrameSurfaced(t *testing.T) {
 			t.Fatalf("no %q", want)
 		}
 	}
-	next("attach fresh 1.")
+	next("attach fresh 2.0")
 	publish("1")
 	next("message 1")
 	s.mu.Lock()

@@ -213,12 +213,15 @@ func (c *conn) encode(fr *codec.Frame) []byte {
 	return appendFrame(make([]byte, 0, len(payload)+10), dataOpcode(c.format), payload)
 }
 
-// send queues one control frame for this connection only. detached keeps
-// its place behind the messages queued before it (nothing of its channel
-// follows it); every other reply is written before waiting messages.
+// send queues one control frame for this connection only. attached and
+// detached keep their place behind the messages queued before them: what
+// comes before attached belongs to the channel's previous attachment, what
+// comes after it to the new one (a re-attach that resumes relies on that
+// cut), and nothing of a channel follows its detached. Every other reply is
+// written before waiting messages.
 func (c *conn) send(fr *codec.Frame) {
 	frame := c.encode(fr)
-	if fr.Type != codec.FrameDetached {
+	if fr.Type != codec.FrameDetached && fr.Type != codec.FrameAttached {
 		c.enqueueCtrl(frame)
 		return
 	}

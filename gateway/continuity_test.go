@@ -20,8 +20,9 @@ func socketless(srv *Server, id uint64, f codec.Format) *conn {
 func taken(t *testing.T, c *conn) []codec.Frame {
 	t.Helper()
 	c.mu.Lock()
-	q := c.queue
-	c.queue, c.queued = nil, 0
+	// In the order the writer sends them: control frames, then the rest.
+	q := append(c.ctrl, c.queue...)
+	c.ctrl, c.queue, c.queued = nil, nil, 0
 	c.mu.Unlock()
 	var out []codec.Frame
 	for _, b := range q {

@@ -83,7 +83,8 @@ func (ch *channel) deliverPendingLocked(mb *member, e *entry) {
 		// Delivered to it by the edge it came from.
 	case !follows(p.has, e):
 		ch.h.broken.Add(1)
-		mb.c.send(lostFrame(ch.name, p.has.Token()))
+		// In line with the messages (not a reply): it precedes e.
+		mb.c.enqueue(mb.c.encode(lostFrame(ch.name, p.has.Token())))
 		mb.pend = nil
 		if b := ch.frameLocked(e, mb.c.format); b != nil {
 			mb.c.enqueue(b)

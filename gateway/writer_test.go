@@ -144,10 +144,10 @@ func TestQueueBoundCountsBytesBeingWritten(t *testing.T) {
 	})
 }
 
-// TestControlFramesOvertakeQueuedMessages: an ack, a heartbeat and a pong
-// queued behind a long message queue are written before the messages that
-// are still waiting (after the frames a blocked write already holds), and in
-// the order they were queued.
+// TestControlFramesOvertakeQueuedMessages: an ack, an error, a heartbeat
+// and a nack queued behind a long message queue are written before the
+// messages that are still waiting (after the frames a blocked write already
+// holds), and in the order they were queued; an attached keeps its place.
 func TestControlFramesOvertakeQueuedMessages(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		_, c, client, start := mustPipeConn(t, Config{})
@@ -162,10 +162,16 @@ func TestControlFramesOvertakeQueuedMessages(t *testing.T) {
 		c.send(&codec.Frame{Type: codec.FrameError, Ref: 8, Err: codec.Errorf(codec.CodeBadRequest, "no")})
 		c.enqueueCtrl(appendFrame(nil, opText, []byte(`{"type":"heartbeat","time":1}`))) // as Server.heartbeats does
 		c.send(&codec.Frame{Type: codec.FrameNack, Ref: 9, Channel: "x", Err: codec.Errorf(codec.CodeBackboneUnavailable, "later")})
+		// attached keeps its place (what precedes it belongs to the
+		// channel's previous attachment): it comes after every message.
 		c.send(&codec.Frame{Type: codec.FrameAttached, Ref: 10, Channel: "y", Continuity: codec.ContinuityFresh, Pos: "1."})
-		want := []string{`"ref":7`, `"ref":8`, `"heartbeat"`, `"ref":9`, `"ref":10`}
+		want := []string{`"ref":7`, `"ref":8`, `"heartbeat"`, `"ref":9`}
 
-		got := readFrames(t, bufio.NewReader(client), n+len(want))
+		got := readFrames(t, bufio.NewReader(client), n+len(want)+1)
+		if last := got[len(got)-1]; !bytes.Contains(last, []byte(`"ref":10`)) {
+			t.Fatalf("last frame is %s, want the attached (ref 10) behind every message", last)
+		}
+		got = got[:len(got)-1]
 		var ctrl []int
 		for i, p := range got {
 			if p[0] != 'm' {
