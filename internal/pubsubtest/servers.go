@@ -186,12 +186,54 @@ func Servers(tb testing.TB) []func(testing.TB) Server {
 // and stops it (its whole process group) at the end of the test.
 func MustStartEmulator(tb testing.TB) Server {
 	tb.Helper()
-	port := FreePort(tb)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	e := MustStartEmulatorAt(tb, fmt.Sprintf("127.0.0.1:%d", FreePort(tb)))
+	return e.Server()
+}
+
+// Emulator is Google's Pub/Sub emulator on a fixed address, which a test
+// can kill and start again, empty: a backbone that crashed and came back
+// with nothing.
+type Emulator struct {
+	tb   testing.TB
+	addr string
+
+	mu   sync.Mutex // guards kill
+	kill func()     // kills the running process; nil when none runs
+}
+
+// MustStartEmulatorAt starts the emulator on addr. The end of the test kills
+// whichever process runs then (registered now, so it runs after the
+// cleanups of what the test starts later, such as edges).
+func MustStartEmulatorAt(tb testing.TB, addr string) *Emulator {
+	tb.Helper()
+	e := &Emulator{tb: tb, addr: addr}
+	tb.Cleanup(e.Kill)
+	e.Start()
+	return e
+}
+
+// Server describes the emulator for clients.
+func (e *Emulator) Server() Server { return Server{Name: "emulator", Addr: e.addr} }
+
+// Kill kills the running emulator (its whole process group) with SIGKILL.
+func (e *Emulator) Kill() {
+	e.mu.Lock()
+	k := e.kill
+	e.kill = nil
+	e.mu.Unlock()
+	if k != nil {
+		k()
+	}
+}
+
+// Start starts the emulator, empty, and waits until it listens.
+func (e *Emulator) Start() {
+	tb := e.tb
+	tb.Helper()
 	cmd := exec.Command("gcloud", "beta", "emulators", "pubsub", "start",
-		"--host-port="+addr, "--project=test", "--quiet")
+		"--host-port="+e.addr, "--project=test", "--quiet")
 	cmd.Env = append(os.Environ(), "CLOUDSDK_CORE_DISABLE_PROMPTS=1")
-	var out bytes.Buffer
+	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -199,27 +241,28 @@ func MustStartEmulator(tb testing.TB) Server {
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
-	tb.Cleanup(func() {
+	e.mu.Lock()
+	e.kill = func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-exited
-	})
+	}
+	e.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for {
-		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", e.addr)
 		if err == nil {
 			c.Close()
-			break
+			return
 		}
 		select {
 		case <-exited:
 			tb.Fatalf("emulator exited: %s", out.String())
 		case <-ctx.Done():
-			tb.Fatalf("emulator not listening on %s after 60s: %s", addr, out.String())
+			tb.Fatalf("emulator not listening on %s after 60s: %s", e.addr, out.String())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return Server{Name: "emulator", Addr: addr}
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
