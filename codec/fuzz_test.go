@@ -167,3 +167,28 @@ func FuzzParseToken(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeBeacon: whatever a shard topic carries as a beacon decodes to a
+// valid beacon or an error, and a valid one survives a round trip.
+func FuzzDecodeBeacon(f *testing.F) {
+	f.Add([]byte(`{"odds:1":17,"odds:2":3}`), "abc")
+	f.Add([]byte(`{}`), "k2x7q9aa")
+	f.Add([]byte(`{"odds:1":0}`), "abc")
+	f.Add([]byte(`[1]`), "")
+	f.Fuzz(func(t *testing.T, data []byte, origin string) {
+		b, err := DecodeBeacon(data, map[string]string{"v": "1", "k": "b", "o": origin})
+		if err != nil {
+			return
+		}
+		env := EncodeBeacon(&b)
+		back, err := DecodeBeacon(env.Data, env.Attributes)
+		if err != nil || back.Origin != b.Origin || len(back.Seqs) != len(b.Seqs) {
+			t.Fatalf("beacon round trip: %+v -> %+v (%v)", b, back, err)
+		}
+		for ch, s := range b.Seqs {
+			if back.Seqs[ch] != s {
+				t.Fatalf("beacon round trip: %s %d -> %d", ch, s, back.Seqs[ch])
+			}
+		}
+	})
+}
