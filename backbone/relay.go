@@ -358,7 +358,7 @@ func (r *Relay) receiveLoop(ctx context.Context, i int, sub *pubsub.Subscriber) 
 			}
 		}
 		r.setCheck(fmt.Errorf("receive from %s: %w", sub.ID(), err))
-		r.log.Warn("backbone: receive stopped; restarting", "subscription", sub.ID(), "err", err, "in", delay)
+		r.log.Warn("backbone: receive stopped; restarting", "subscription", sub.ID(), "err", err, "in", delay.String())
 		select {
 		case <-ctx.Done():
 			return

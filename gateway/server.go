@@ -283,7 +283,7 @@ func (s *Server) drain(ctx context.Context) {
 		conns = append(conns, k.(*conn))
 		return true
 	})
-	s.cfg.Logger.Info("draining", "connections", len(conns), "over", s.cfg.DrainPeriod)
+	s.cfg.Logger.Info("draining", "connections", len(conns), "over", s.cfg.DrainPeriod.String())
 	start := s.cfg.Now()
 	// A client gets at most one drain period after the last one is told
 	// (and no more than the write timeout) to take what is queued for it:

@@ -22,6 +22,8 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,6 +52,27 @@ type options struct {
 	shutdownTimeout, heartbeat, publishTimeout, drainPeriod, historyAge, gapWait       time.Duration
 	historySize                                                                        int
 	sendQueue, maxFrame                                                                int
+}
+
+// version is the module version and VCS revision the binary was built
+// from, as the Go toolchain recorded them.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, st := range bi.Settings {
+		switch st.Key {
+		case "vcs.revision":
+			v += " " + st.Value
+		case "vcs.modified":
+			if st.Value == "true" {
+				v += " (modified)"
+			}
+		}
+	}
+	return v
 }
 
 func main() {
@@ -100,6 +123,7 @@ func run() error {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
+	log.Info("edge starting", "version", version(), "go", runtime.Version())
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -117,6 +141,7 @@ func run() error {
 		if err := bb.Close(cctx); err != nil {
 			log.Error("backbone close", "err", err)
 		}
+		log.Info("stopped")
 	}()
 	var keys []string
 	if o.apiKeys != "" {
