@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"sync/atomic"
 
 	"github.com/fasthttp/websocket"
@@ -86,12 +87,23 @@ func (s *Server) serveWS(ctx *fasthttp.RequestCtx) {
 	}
 	remote := ctx.RemoteAddr().String()
 	err = s.upgrader.Upgrade(ctx, func(ws *websocket.Conn) {
+		s.admitMu.Lock()
+		if s.draining.Load() {
+			// Shutdown began after the check above: tell the client to go
+			// elsewhere rather than start a connection the drain missed.
+			s.admitMu.Unlock()
+			msg := websocket.FormatCloseMessage(int(codec.CodeGoingAway), "edge is draining; connect to another edge")
+			_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+			ws.Close()
+			return
+		}
+		s.readers.Add(1)
+		s.admitMu.Unlock()
 		c := s.newConn(ws, format, access, remote)
 		// Hand the connection to a goroutine of its own and return: fasthttp
 		// then releases the request context and its worker goroutine (with
 		// KeepHijackedConns it leaves the socket to us), instead of holding
 		// both for the connection's whole life.
-		s.readers.Add(1)
 		go func() {
 			defer s.readers.Done()
 			c.run()

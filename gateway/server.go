@@ -32,8 +32,12 @@ type Server struct {
 	idSeq    atomic.Uint64 // next assigned message ID
 	connSeq  atomic.Uint64
 
-	conns   sync.Map // *conn -> struct{}
-	nconns  atomic.Int64
+	conns  sync.Map // *conn -> struct{}
+	nconns atomic.Int64
+	// admitMu orders admitting a connection (readers.Add) against the start
+	// of a drain (draining set, then readers.Wait): a connection upgraded
+	// while Shutdown begins is either counted and drained, or refused.
+	admitMu sync.Mutex
 	readers sync.WaitGroup
 
 	ready     atomic.Bool
@@ -258,7 +262,9 @@ func (s *Server) heartbeats() {
 // subscriptions behind for their TTL).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false)
+	s.admitMu.Lock()
 	s.draining.Store(true)
+	s.admitMu.Unlock()
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.drain(ctx)
 	done := make(chan struct{})
