@@ -101,9 +101,11 @@ type core struct {
 	stats   Stats
 	dedupN  atomic.Int64 // keys in all stripes' dedup caches
 	window  time.Duration
-	// resume, if set, is called (without locks) when a channel's failure
-	// streak is over.
+	// resume, if set, is called (under the channel's stripe lock) when a
+	// channel's failure streak is over.
 	resume func(channel string)
+	// stopped: the backbone is closing; gap waits no longer fire.
+	stopped atomic.Bool
 }
 
 type stripe struct {
@@ -312,14 +314,14 @@ func (c *core) acceptLocked(st *stripe, cs *chanState, m *codec.Message, p *pend
 		c.log.Warn("backbone: late copy dropped (its gap was already reported)", "channel", m.Channel, "origin", m.Origin, "seq", m.Seq, "last", os.last)
 	case m.Prev <= os.last:
 		c.emitLocked(cs, os, m, p)
-		c.releaseLocked(cs, os, m.Origin, now, false)
+		c.releaseLocked(st, cs, os, m.Origin, now, false)
 		return
 	default:
 		c.stats.Reorders.Add(1)
 		i, _ := slices.BinarySearchFunc(os.held, m.Seq, func(h held, s uint64) int { return cmpU64(h.m.Seq, s) })
 		os.held = slices.Insert(os.held, i, held{m: m, at: now})
 		if len(os.held) > c.order.MaxHeld {
-			c.releaseLocked(cs, os, m.Origin, now, true)
+			c.releaseLocked(st, cs, os, m.Origin, now, true)
 		} else {
 			c.armLocked(st, cs, os, m.Origin, now)
 		}
@@ -353,8 +355,10 @@ func (c *core) emitLocked(cs *chanState, os *originState, m *codec.Message, p *p
 }
 
 // releaseLocked delivers held messages that now follow in order, and, with
-// force or once the head has waited for the gap wait, those behind a gap.
-func (c *core) releaseLocked(cs *chanState, os *originState, origin string, now time.Time, force bool) {
+// force or once the head has waited for the gap wait, those behind a gap;
+// then the gap wait of the new head (if any) is armed afresh.
+func (c *core) releaseLocked(st *stripe, cs *chanState, os *originState, origin string, now time.Time, force bool) {
+	released := false
 	for len(os.held) > 0 {
 		h := os.held[0]
 		switch {
@@ -367,8 +371,12 @@ func (c *core) releaseLocked(cs *chanState, os *originState, origin string, now 
 			force = false
 			c.emitLocked(cs, os, h.m, nil)
 		default:
+			if released {
+				c.rearmLocked(st, cs, os, origin, now)
+			}
 			return
 		}
+		released = true
 		os.held[0] = held{}
 		os.held = os.held[1:]
 	}
@@ -378,16 +386,32 @@ func (c *core) releaseLocked(cs *chanState, os *originState, origin string, now 
 	}
 }
 
-// armLocked starts the gap wait of os's head if no timer runs.
+// rearmLocked replaces os's timer by one for its current head.
+func (c *core) rearmLocked(st *stripe, cs *chanState, os *originState, origin string, now time.Time) {
+	if os.timer != nil {
+		os.timer.Stop()
+		os.timer = nil
+	}
+	c.armLocked(st, cs, os, origin, now)
+}
+
+// armLocked starts the gap wait of os's head if no timer runs. A timer
+// that fires after it was replaced or stopped (it may already be waiting
+// for the lock) does nothing.
 func (c *core) armLocked(st *stripe, cs *chanState, os *originState, origin string, now time.Time) {
-	if os.timer != nil || len(os.held) == 0 {
+	if os.timer != nil || len(os.held) == 0 || c.stopped.Load() {
 		return
 	}
 	wait := c.order.GapWait - now.Sub(os.held[0].at)
-	os.timer = time.AfterFunc(max(wait, 0), func() {
+	var t *time.Timer
+	t = time.AfterFunc(max(wait, 0), func() {
 		st.mu.Lock()
+		if os.timer != t || c.stopped.Load() {
+			st.mu.Unlock()
+			return
+		}
 		os.timer = nil
-		c.releaseLocked(cs, os, origin, c.now(), false)
+		c.releaseLocked(st, cs, os, origin, c.now(), false)
 		c.armLocked(st, cs, os, origin, c.now())
 		run := claimLocked(cs)
 		st.mu.Unlock()
@@ -395,6 +419,26 @@ func (c *core) armLocked(st *stripe, cs *chanState, os *originState, origin stri
 			c.drain(st, cs)
 		}
 	})
+	os.timer = t
+}
+
+// stopTimers stops every gap wait; no timer fires after it returns
+// (stopped makes one already waiting for its lock do nothing).
+func (c *core) stopTimers() {
+	c.stopped.Store(true)
+	for i := range c.stripes {
+		st := &c.stripes[i]
+		st.mu.Lock()
+		for _, cs := range st.chans {
+			for _, os := range cs.origins {
+				if os.timer != nil {
+					os.timer.Stop()
+					os.timer = nil
+				}
+			}
+		}
+		st.mu.Unlock()
+	}
 }
 
 // oweLocked records that origin announced Seq seq on cs: if this edge has
@@ -452,9 +496,13 @@ func (c *core) drain(st *stripe, cs *chanState) {
 		st.mu.Lock()
 		cs.unreported -= reported
 		reported = 0
-		resume := cs.failing && len(cs.pending) == 0 && cs.unreported == 0
-		if resume {
+		if cs.failing && len(cs.pending) == 0 && cs.unreported == 0 {
 			cs.failing = false
+			// Under the lock: a resume that came late could otherwise undo
+			// the pause of a failure streak begun meanwhile.
+			if c.resume != nil {
+				c.resume(cs.name)
+			}
 		}
 		items := cs.outbox
 		cs.outbox = nil
@@ -462,9 +510,6 @@ func (c *core) drain(st *stripe, cs *chanState) {
 			cs.draining = false
 		}
 		st.mu.Unlock()
-		if resume && c.resume != nil {
-			c.resume(cs.name)
-		}
 		if len(items) == 0 {
 			return
 		}

@@ -89,6 +89,26 @@ func TestHoldBack(t *testing.T) {
 			}
 		})
 	})
+	t.Run("the next head's own deadline after a fill", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			const wait = 15 * time.Second
+			l := NewLocal(LocalConfig{Order: OrderConfig{GapWait: wait}})
+			var r recorder
+			l.Start(t.Context(), r.deliver)
+			l.receive(remote(1, 0))
+			l.receive(remote(9, 8)) // t=0
+			time.Sleep(5 * time.Second)
+			l.receive(remote(7, 6)) // t=5
+			time.Sleep(5 * time.Second)
+			l.receive(remote(3, 2)) // t=10
+			time.Sleep(7 * time.Second)
+			l.receive(remote(2, 1)) // t=17: fills the gap before 3
+			expectDelivered(t, &r, "r:1", "r:2", "r:3")
+			time.Sleep(3*time.Second + time.Millisecond) // t=20: 7 has waited its gap wait
+			synctest.Wait()
+			expectDelivered(t, &r, "r:1", "r:2", "r:3", "r:7", "r:9")
+		})
+	})
 	t.Run("bounded", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			l := NewLocal(LocalConfig{Order: OrderConfig{GapWait: time.Hour, MaxHeld: 3}})

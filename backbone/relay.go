@@ -158,6 +158,8 @@ type Relay struct {
 	checkErr  error      // the last check's failure, until a check succeeds
 	unhealthy bool       // logged as unhealthy
 
+	rechecking atomic.Bool // a check of everything, set off by a NotFound publish, runs
+
 	owedMu sync.Mutex          // guards owed; a leaf lock
 	owed   map[string]struct{} // channels owed messages by some origin's beacon
 
@@ -777,14 +779,20 @@ func (r *Relay) PublishBatch(ms []*codec.Message, done func(i int, err error)) {
 	k := r.shard(ms[0].Channel)
 	st := r.stripeFor(ms[0].Channel)
 	st.mu.Lock()
+	cs := st.chanLocked(ms[0].Channel)
 	if r.closed.Load() {
+		// Refused in order, behind what is still in flight.
+		for i, m := range ms {
+			cs.pending = append(cs.pending, &pendingPub{m: m, done: func(err error) { done(i, err) }, finished: true, err: errShuttingDown})
+		}
+		r.completeLocked(st, cs)
+		run := claimLocked(cs)
 		st.mu.Unlock()
-		for i := range ms {
-			done(i, codec.Errorf(codec.CodeBackboneUnavailable, "the edge is shutting down"))
+		if run {
+			r.drain(st, cs)
 		}
 		return
 	}
-	cs := st.chanLocked(ms[0].Channel)
 	for i, m := range ms {
 		p, action := r.enqueueLocked(st, cs, m, func(err error) { done(i, err) })
 		if action == sendIt {
@@ -798,6 +806,8 @@ func (r *Relay) PublishBatch(ms []*codec.Message, done func(i int, err error)) {
 		r.drain(st, cs)
 	}
 }
+
+var errShuttingDown = codec.Errorf(codec.CodeBackboneUnavailable, "the edge is shutting down")
 
 // sendLocked hands p to the SDK and makes sure its outcome is collected.
 func (r *Relay) sendLocked(k int, st *stripe, cs *chanState, p *pendingPub) {
@@ -890,12 +900,13 @@ func (r *Relay) publishError(k int, channel string, err error) error {
 		return codec.Errorf(codec.CodePublishTimeout, "the backbone did not accept the message within %v", r.cfg.PublishTimeout)
 	case status.Code(err) == codes.NotFound:
 		r.log.Error("backbone: topic missing", "topic", r.subTopics[k], "err", err)
-		if r.cfg.CreateTopics && !r.closed.Load() {
+		if r.cfg.CreateTopics && !r.closed.Load() && r.rechecking.CompareAndSwap(false, true) {
 			// Under a stripe lock: Close has not passed it, so it waits.
 			r.wg.Go(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*r.cfg.CheckTimeout)
 				defer cancel()
 				r.setCheck(r.checkAll(ctx))
+				r.rechecking.Store(false)
 			})
 		}
 		return codec.Errorf(codec.CodeBackboneUnavailable, "the backbone refused the message: %s", status.Code(err))
@@ -933,6 +944,7 @@ func (r *Relay) close(ctx context.Context) error {
 		r.cancel()
 	}
 	r.wg.Wait()
+	r.stopTimers()
 	r.stopPublishers()
 	r.waiters.Wait()
 	var errs []error

@@ -126,8 +126,9 @@ func (c *conn) publish(fr *codec.Frame) {
 // before it reads the nack; without this, those could be accepted ahead of
 // the retry of the refused one.
 type publishOrder struct {
-	mu    sync.Mutex        // guards first
-	first map[string]string // channel -> id of its first refused publish
+	mu     sync.Mutex        // guards the fields below
+	first  map[string]string // channel -> id of its first refused publish
+	lifted map[string]string // channel -> id whose retry lifted the block
 }
 
 // admit reports "" if a publish of id on channel may go ahead, or the id of
@@ -142,6 +143,10 @@ func (o *publishOrder) admit(channel, id string) string {
 	}
 	if id == first {
 		delete(o.first, channel)
+		if o.lifted == nil {
+			o.lifted = make(map[string]string)
+		}
+		o.lifted[channel] = id
 		return ""
 	}
 	return first
@@ -152,7 +157,10 @@ func (o *publishOrder) admit(channel, id string) string {
 func (o *publishOrder) refused(channel, id string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if _, ok := o.first[channel]; ok {
+	// The retry that lifted the block was refused again: the block goes
+	// back to it, even if a publish pipelined behind it was refused first
+	// (that one must not be retried ahead of it).
+	if _, ok := o.first[channel]; ok && o.lifted[channel] != id {
 		return
 	}
 	if o.first == nil {
@@ -165,5 +173,6 @@ func (o *publishOrder) refused(channel, id string) {
 func (o *publishOrder) reset(channel string) {
 	o.mu.Lock()
 	delete(o.first, channel)
+	delete(o.lifted, channel)
 	o.mu.Unlock()
 }
