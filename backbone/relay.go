@@ -328,6 +328,7 @@ func (r *Relay) receiveLoop(ctx context.Context, i int, sub *pubsub.Subscriber) 
 			return
 		case <-time.After(r.cfg.AckDeadline + kickMargin):
 		}
+		r.lastRecv[i].Store(time.Now().UnixNano()) // silence counts from here
 		r.resumed.Add(1)
 		if int(r.resumed.Load()) == len(r.subNames) {
 			r.resuming.Store(false)
@@ -507,9 +508,11 @@ func (r *Relay) silentSubscriptions() int {
 }
 
 // silentAfter is how long a subscription may receive nothing before it
-// counts as stuck: several beacon intervals, and past a lease's expiry.
+// counts as stuck: four beacon intervals (a restart strands what is in
+// flight on the closed stream for a lease, so a stream that is merely slow
+// must not be restarted), and past a lease's expiry.
 func (r *Relay) silentAfter() time.Duration {
-	return max(3*r.cfg.BeaconInterval, r.cfg.AckDeadline+kickMargin)
+	return max(4*r.cfg.BeaconInterval, r.cfg.AckDeadline+kickMargin)
 }
 
 // onBeacon records what an origin announced; channels owed messages are
