@@ -1,0 +1,83 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+
+	"github.com/feedgate/feedgate/codec"
+	"github.com/feedgate/feedgate/gateway"
+	"github.com/feedgate/feedgate/internal/edgetest"
+)
+
+// TestInvalidUTF8TextCloses1007: a text message that is not UTF-8 fails the
+// connection with close code 1007 (RFC 6455 §7.4.1, §8.1).
+func TestInvalidUTF8TextCloses1007(t *testing.T) {
+	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	for _, format := range []string{"json", "msgpack"} {
+		t.Run(format, func(t *testing.T) {
+			ws, _, err := websocket.DefaultDialer.DialContext(edgetest.Ctx10(t), e.URL+"/v1/ws?format="+format, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ws.Close()
+			if err := ws.WriteMessage(websocket.TextMessage, []byte("{\"type\":\"heartbeat\",\"x\":\"\xff\xfe\"}")); err != nil {
+				t.Fatal(err)
+			}
+			_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+			for {
+				_, b, err := ws.ReadMessage()
+				if err == nil {
+					t.Logf("frame before the close: %q", b)
+					continue
+				}
+				var ce *websocket.CloseError
+				if !asCloseError(err, &ce) || ce.Code != websocket.CloseInvalidFramePayloadData || ce.Text == "" {
+					t.Fatalf("got %v, want close 1007 with a reason", err)
+				}
+				return
+			}
+		})
+	}
+}
+
+func asCloseError(err error, ce **websocket.CloseError) bool {
+	c, ok := err.(*websocket.CloseError)
+	*ce = c
+	return ok
+}
+
+// TestLongChannelOverHTTP: an over-long channel name in the URL gets the
+// protocol's JSON invalid_channel error, not a plain-text refusal of the
+// HTTP server, up to the documented request-head size.
+func TestLongChannelOverHTTP(t *testing.T) {
+	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	for _, n := range []int{129, 3000, 10 << 10} {
+		ch := strings.Repeat("c", n)
+		for _, tc := range []struct{ method, path string }{
+			{"POST", "/messages"},
+			{"GET", "/history"},
+		} {
+			req, _ := http.NewRequestWithContext(edgetest.Ctx10(t), tc.method, e.API+"/v1/channels/"+ch+tc.path, strings.NewReader(`{"data":1}`))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body struct {
+				Error struct {
+					Code int    `json:"code"`
+					Name string `json:"name"`
+				} `json:"error"`
+			}
+			derr := json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if resp.StatusCode != 400 || derr != nil || body.Error.Code != int(codec.CodeInvalidChannel) {
+				t.Errorf("%s %d-byte channel: status %d, %s, body %+v (%v)", tc.method, n, resp.StatusCode, resp.Header.Get("Content-Type"), body, derr)
+			}
+		}
+	}
+}
