@@ -53,10 +53,14 @@ func asCloseError(err error, ce **websocket.CloseError) bool {
 
 // TestLongChannelOverHTTP: an over-long channel name in the URL gets the
 // protocol's JSON invalid_channel error, not a plain-text refusal of the
-// HTTP server, up to the documented request-head size.
+// HTTP server; one too long for the server to read gets a JSON 431.
 func TestLongChannelOverHTTP(t *testing.T) {
 	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
 	for _, n := range []int{129, 3000, 10 << 10} {
+		status, code := 400, codec.CodeInvalidChannel
+		if n > 4096 {
+			status, code = 431, codec.CodeBadRequest
+		}
 		ch := strings.Repeat("c", n)
 		for _, tc := range []struct{ method, path string }{
 			{"POST", "/messages"},
@@ -75,7 +79,7 @@ func TestLongChannelOverHTTP(t *testing.T) {
 			}
 			derr := json.NewDecoder(resp.Body).Decode(&body)
 			resp.Body.Close()
-			if resp.StatusCode != 400 || derr != nil || body.Error.Code != int(codec.CodeInvalidChannel) {
+			if resp.StatusCode != status || derr != nil || body.Error.Code != int(code) {
 				t.Errorf("%s %d-byte channel: status %d, %s, body %+v (%v)", tc.method, n, resp.StatusCode, resp.Header.Get("Content-Type"), body, derr)
 			}
 		}
