@@ -85,3 +85,33 @@ func TestLongChannelOverHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestDeepPublishNacked: a publish nested deeper than encoding/json reads
+// is answered with a nack carrying its ref, so the publisher does not wait.
+func TestDeepPublishNacked(t *testing.T) {
+	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	ws, _, err := websocket.DefaultDialer.DialContext(edgetest.Ctx10(t), e.URL+"/v1/ws?format=json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	deep := strings.Repeat("[", 10001) + strings.Repeat("]", 10001)
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"publish","ref":7,"channel":"c","data":`+deep+`}`)); err != nil {
+		t.Fatal(err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, b, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fr, err := codec.FormatJSON.Decode(b)
+		if err != nil || fr.Type == codec.FrameHeartbeat {
+			continue
+		}
+		if fr.Type != codec.FrameNack || fr.Ref != 7 || fr.Channel != "c" || fr.Err == nil || fr.Err.Code != codec.CodeBadRequest {
+			t.Fatalf("got %s", b)
+		}
+		return
+	}
+}
