@@ -119,9 +119,10 @@ func AsError(err error) *Error {
 // names what was wrong, it does not send a 60 KB number back.
 const maxEcho = 64
 
-// clip returns s cut to at most maxEcho bytes, on a UTF-8 boundary, with an
-// ellipsis if it was cut. Every message built from client data uses it.
-func clip(s string) string {
+// Clip returns s cut to at most 64 bytes, on a UTF-8 boundary, with an
+// ellipsis if it was cut. Every error message built from client data
+// passes that data through it.
+func Clip(s string) string {
 	if len(s) <= maxEcho {
 		return s
 	}

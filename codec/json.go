@@ -18,7 +18,7 @@ func decodeJSON(b []byte) (Frame, error) {
 			if te.Field == "" {
 				return Frame{}, Errorf(CodeBadFrame, "a frame must be a JSON object")
 			}
-			return partial(w.Type, w.Ref, w.Channel), Errorf(CodeBadRequest, "field %q must be a %s", clip(te.Field), te.Type)
+			return partial(w.Type, w.Ref, w.Channel), Errorf(CodeBadRequest, "field %q must be a %s", Clip(te.Field), te.Type)
 		}
 		if se, ok := err.(*json.SyntaxError); ok && strings.Contains(se.Error(), "exceeded max depth") {
 			// encoding/json refuses the whole frame before reading any of
@@ -27,7 +27,7 @@ func decodeJSON(b []byte) (Frame, error) {
 			typ, ref, channel := jsonEnvelope(b)
 			return partial(typ, ref, channel), Errorf(CodeBadRequest, "frame is nested deeper than %d levels", maxJSONDepth)
 		}
-		return Frame{}, Errorf(CodeBadFrame, "malformed JSON: %s", clip(err.Error()))
+		return Frame{}, Errorf(CodeBadFrame, "malformed JSON: %s", Clip(err.Error()))
 	}
 	fr, err := fromWire(&w, func(r json.RawMessage, v any) error { return json.Unmarshal(r, v) })
 	if err != nil {

@@ -80,7 +80,7 @@ func unknownType(t string) error {
 	if t == "" {
 		return Errorf(CodeUnknownType, "frame has no type")
 	}
-	return Errorf(CodeUnknownType, "unknown frame type %q", clip(t))
+	return Errorf(CodeUnknownType, "unknown frame type %q", Clip(t))
 }
 
 // partial is what a refused frame still tells: its type, ref and channel,

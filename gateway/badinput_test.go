@@ -115,3 +115,41 @@ func TestDeepPublishNacked(t *testing.T) {
 		return
 	}
 }
+
+// TestRefusalsDoNotEchoInput: refusals built by the gateway from client
+// data repeat at most a short prefix of it.
+func TestRefusalsDoNotEchoInput(t *testing.T) {
+	e := edgetest.MustStartEdge(t, gateway.Config{}, nil)
+	long := strings.Repeat("9", 60000)
+	t.Run("http body", func(t *testing.T) {
+		status, body := httpPublish(t, e.API+"/v1/channels/c/messages", "", `{"data":1,"id":`+long+`}`)
+		if status != 400 || len(body) > 300 {
+			t.Errorf("status %d, %d-byte body: %.120s…", status, len(body), body)
+		}
+	})
+	t.Run("detach", func(t *testing.T) {
+		ws, _, err := websocket.DefaultDialer.DialContext(edgetest.Ctx10(t), e.URL+"/v1/ws?format=json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"detach","ref":3,"channel":"`+strings.Repeat("c", 30000)+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			_, b, err := ws.ReadMessage()
+			if err != nil {
+				t.Fatal(err)
+			}
+			fr, err := codec.FormatJSON.Decode(b)
+			if err != nil || fr.Type != codec.FrameError {
+				continue
+			}
+			if fr.Ref != 3 || fr.Err.Code != codec.CodeNotAttached || len(fr.Err.Message) > 200 {
+				t.Fatalf("ref %d, code %v, %d-byte message", fr.Ref, fr.Err.Code, len(fr.Err.Message))
+			}
+			return
+		}
+	})
+}

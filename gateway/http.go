@@ -57,7 +57,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.SetBodyString("ready\n")
 	default:
-		writeError(ctx, fasthttp.StatusNotFound, codec.Errorf(codec.CodeBadRequest, "no such endpoint: %s", path))
+		writeError(ctx, fasthttp.StatusNotFound, codec.Errorf(codec.CodeBadRequest, "no such endpoint: %s", codec.Clip(path)))
 	}
 }
 
@@ -202,7 +202,7 @@ func (s *Server) servePublish(ctx *fasthttp.RequestCtx, channel string) {
 	var body httpPublishBody
 	dec := json.NewDecoder(bytes.NewReader(ctx.PostBody()))
 	if err := dec.Decode(&body); err != nil {
-		writeError(ctx, fasthttp.StatusBadRequest, codec.Errorf(codec.CodeBadFrame, "body is not a JSON publish request: %v", err))
+		writeError(ctx, fasthttp.StatusBadRequest, codec.Errorf(codec.CodeBadFrame, "body is not a JSON publish request: %s", codec.Clip(err.Error())))
 		return
 	}
 	msgs := body.Messages
