@@ -66,8 +66,17 @@ func TestLongChannelOverHTTP(t *testing.T) {
 			{"POST", "/messages"},
 			{"GET", "/history"},
 		} {
-			req, _ := http.NewRequestWithContext(edgetest.Ctx10(t), tc.method, e.API+"/v1/channels/"+ch+tc.path, strings.NewReader(`{"data":1}`))
-			resp, err := http.DefaultClient.Do(req)
+			// The edge answers a head it cannot read and closes the
+			// connection without reading the rest, so the client may see
+			// a reset instead of the answer: try a few times.
+			var resp *http.Response
+			var err error
+			for try := 0; try < 10; try++ {
+				req, _ := http.NewRequestWithContext(edgetest.Ctx10(t), tc.method, e.API+"/v1/channels/"+ch+tc.path, strings.NewReader(`{"data":1}`))
+				if resp, err = http.DefaultClient.Do(req); err == nil || n <= 4096 {
+					break
+				}
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
