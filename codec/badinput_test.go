@@ -29,6 +29,15 @@ func TestDeepFrameKeepsRef(t *testing.T) {
 	}
 }
 
+// TestDeepNonObject: a deep frame that is not an object is bad_frame, as
+// any non-object frame.
+func TestDeepNonObject(t *testing.T) {
+	_, err := FormatJSON.Decode([]byte(strings.Repeat("[", 10001) + strings.Repeat("]", 10001)))
+	if AsError(err).Code != CodeBadFrame {
+		t.Errorf("got %v, want bad_frame", err)
+	}
+}
+
 // TestErrorMessagesBounded: a refusal never echoes unbounded client input.
 func TestErrorMessagesBounded(t *testing.T) {
 	long := strings.Repeat("9", 60000)

@@ -24,7 +24,10 @@ func decodeJSON(b []byte) (Frame, error) {
 			// encoding/json refuses the whole frame before reading any of
 			// it; read the envelope by hand so the refusal answers the
 			// request (a nack for a publish) instead of leaving it hanging.
-			typ, ref, channel := jsonEnvelope(b)
+			typ, ref, channel, obj := jsonEnvelope(b)
+			if !obj {
+				return Frame{}, Errorf(CodeBadFrame, "a frame must be a JSON object")
+			}
 			return partial(typ, ref, channel), Errorf(CodeBadRequest, "frame is nested deeper than %d levels", maxJSONDepth)
 		}
 		return Frame{}, Errorf(CodeBadFrame, "malformed JSON: %s", Clip(err.Error()))
@@ -48,12 +51,13 @@ const maxJSONDepth = 10000
 // jsonEnvelope reads the top-level "type", "ref" and "channel" of a JSON
 // object token by token, skipping other values without a depth limit. It
 // returns what it read before the end or the first problem; a field of the
-// wrong type is left zero.
-func jsonEnvelope(b []byte) (typ string, ref uint64, channel string) {
+// wrong type is left zero. obj reports whether b begins an object.
+func jsonEnvelope(b []byte) (typ string, ref uint64, channel string, obj bool) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return
 	}
+	obj = true
 	for dec.More() {
 		k, err := dec.Token()
 		if err != nil {
