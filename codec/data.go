@@ -34,7 +34,7 @@ func jsonToMsgpack(data []byte) ([]byte, error) {
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return nil, Errorf(CodeBadRequest, "data is not a JSON value: %v", err)
+		return nil, Errorf(CodeBadRequest, "data is not a JSON value: %s", Clip(err.Error()))
 	}
 	v, err := fromJSONValue(v, 0)
 	if err != nil {
@@ -64,7 +64,7 @@ func fromJSONValue(v any, depth int) (any, error) {
 		}
 		f, err := strconv.ParseFloat(string(x), 64)
 		if err != nil {
-			return nil, Errorf(CodeBadRequest, "data has a number out of range: %s", x)
+			return nil, Errorf(CodeBadRequest, "data has a number out of range: %s", Clip(string(x)))
 		}
 		return f, nil
 	case map[string]any:
@@ -94,7 +94,7 @@ func msgpackToJSON(raw []byte) ([]byte, error) {
 	dec := getDecoder(bytes.NewReader(raw))
 	v, err := dec.DecodeInterface()
 	if err != nil {
-		return nil, Errorf(CodeBadRequest, "data is not a msgpack value: %v", err)
+		return nil, Errorf(CodeBadRequest, "data is not a msgpack value: %s", Clip(err.Error()))
 	}
 	putDecoder(dec)
 	if err := checkJSONable(v, 0); err != nil {
@@ -102,7 +102,7 @@ func msgpackToJSON(raw []byte) ([]byte, error) {
 	}
 	out, err := marshalJSON(v)
 	if err != nil {
-		return nil, Errorf(CodeBadRequest, "data cannot be represented as JSON: %v", err)
+		return nil, Errorf(CodeBadRequest, "data cannot be represented as JSON: %s", Clip(err.Error()))
 	}
 	return out, nil
 }

@@ -50,7 +50,7 @@ func EncodeEnvelope(m *Message) Envelope {
 // is checked as carefully as client input.
 func DecodeEnvelope(data []byte, attrs map[string]string) (Message, error) {
 	if v := attrs[attrVersion]; v != envVersion {
-		return Message{}, Errorf(CodeBadFrame, "envelope version %q is not supported", v)
+		return Message{}, Errorf(CodeBadFrame, "envelope version %q is not supported", Clip(v))
 	}
 	m := Message{
 		Channel: attrs[attrChannel],
@@ -69,18 +69,18 @@ func DecodeEnvelope(data []byte, attrs map[string]string) (Message, error) {
 	}
 	t, err := strconv.ParseInt(attrs[attrTime], 10, 64)
 	if err != nil {
-		return Message{}, Errorf(CodeBadFrame, "envelope time %q is not an integer", attrs[attrTime])
+		return Message{}, Errorf(CodeBadFrame, "envelope time %q is not an integer", Clip(attrs[attrTime]))
 	}
 	m.Time = t
 	m.Origin = attrs[attrOrigin]
 	if !ValidOrigin(m.Origin) {
-		return Message{}, Errorf(CodeBadFrame, "envelope origin %q is invalid", m.Origin)
+		return Message{}, Errorf(CodeBadFrame, "envelope origin %q is invalid", Clip(m.Origin))
 	}
 	if m.Seq, err = strconv.ParseUint(attrs[attrSeq], 10, 64); err != nil || m.Seq == 0 {
-		return Message{}, Errorf(CodeBadFrame, "envelope sequence %q is invalid", attrs[attrSeq])
+		return Message{}, Errorf(CodeBadFrame, "envelope sequence %q is invalid", Clip(attrs[attrSeq]))
 	}
 	if m.Prev, err = strconv.ParseUint(attrs[attrPrev], 10, 64); err != nil || m.Prev >= m.Seq {
-		return Message{}, Errorf(CodeBadFrame, "envelope previous sequence %q is invalid", attrs[attrPrev])
+		return Message{}, Errorf(CodeBadFrame, "envelope previous sequence %q is invalid", Clip(attrs[attrPrev]))
 	}
 	if !json.Valid(data) {
 		return Message{}, Errorf(CodeBadFrame, "envelope data is not a JSON value")
@@ -124,7 +124,7 @@ func DecodeBeacon(data []byte, attrs map[string]string) (Beacon, error) {
 	}
 	b := Beacon{Origin: attrs[attrOrigin]}
 	if !ValidOrigin(b.Origin) {
-		return Beacon{}, Errorf(CodeBadFrame, "beacon origin %q is invalid", b.Origin)
+		return Beacon{}, Errorf(CodeBadFrame, "beacon origin %q is invalid", Clip(b.Origin))
 	}
 	if err := json.Unmarshal(data, &b.Seqs); err != nil {
 		return Beacon{}, Errorf(CodeBadFrame, "beacon data is not a channel->sequence object")
@@ -134,7 +134,7 @@ func DecodeBeacon(data []byte, attrs map[string]string) (Beacon, error) {
 	}
 	for ch, seq := range b.Seqs {
 		if ValidateChannel(ch) != nil || seq == 0 {
-			return Beacon{}, Errorf(CodeBadFrame, "beacon entry %q: %d is invalid", ch, seq)
+			return Beacon{}, Errorf(CodeBadFrame, "beacon entry %q: %d is invalid", Clip(ch), seq)
 		}
 	}
 	return b, nil

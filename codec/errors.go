@@ -3,6 +3,7 @@ package codec
 import (
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Code is a stable, documented error code (docs/protocol.md, "Error codes").
@@ -112,4 +113,22 @@ func AsError(err error) *Error {
 		return e
 	}
 	return &Error{Code: CodeInternal, Message: err.Error()}
+}
+
+// maxEcho bounds how much client input an error message repeats: a refusal
+// names what was wrong, it does not send a 60 KB number back.
+const maxEcho = 64
+
+// Clip returns s cut to at most 64 bytes, on a UTF-8 boundary, with an
+// ellipsis if it was cut. Every error message built from client data
+// passes that data through it.
+func Clip(s string) string {
+	if len(s) <= maxEcho {
+		return s
+	}
+	n := maxEcho
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

@@ -29,7 +29,7 @@ func ParseFormat(s string) (Format, error) {
 	case "msgpack":
 		return FormatMsgpack, nil
 	}
-	return 0, Errorf(CodeBadRequest, "unknown format %q: use json or msgpack", s)
+	return 0, Errorf(CodeBadRequest, "unknown format %q: use json or msgpack", Clip(s))
 }
 
 func (f Format) String() string {
@@ -113,9 +113,9 @@ func wireOptions[R ~[]byte](opts map[string]R, dec func(raw R, v any) error) (At
 				return o, err
 			}
 		case "delta":
-			return o, Errorf(CodeUnsupportedOption, "option %q is not supported by this edge yet", k)
+			return o, Errorf(CodeUnsupportedOption, "option %q is not supported by this edge yet", Clip(k))
 		default:
-			return o, Errorf(CodeUnsupportedOption, "unknown option %q", k)
+			return o, Errorf(CodeUnsupportedOption, "unknown option %q", Clip(k))
 		}
 	}
 	if o.Resume != "" && (o.Rewind > 0 || o.RewindFor > 0) {

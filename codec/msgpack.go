@@ -22,7 +22,7 @@ func decodeMsgpack(b []byte) (Frame, error) {
 	r := bytes.NewReader(b)
 	dec := getDecoder(r)
 	if err := dec.Decode(&w); err != nil {
-		return Frame{}, Errorf(CodeBadFrame, "malformed msgpack: %v", err)
+		return Frame{}, Errorf(CodeBadFrame, "malformed msgpack: %s", Clip(err.Error()))
 	}
 	decoders.Put(dec)
 	if r.Len() > 0 {

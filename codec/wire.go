@@ -80,10 +80,7 @@ func unknownType(t string) error {
 	if t == "" {
 		return Errorf(CodeUnknownType, "frame has no type")
 	}
-	if len(t) > 32 {
-		t = t[:32] + "…"
-	}
-	return Errorf(CodeUnknownType, "unknown frame type %q", t)
+	return Errorf(CodeUnknownType, "unknown frame type %q", Clip(t))
 }
 
 // partial is what a refused frame still tells: its type, ref and channel,

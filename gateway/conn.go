@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/fasthttp/websocket"
 
@@ -235,7 +236,7 @@ func (c *conn) send(fr *codec.Frame) {
 // readLoop reads and handles client frames until the connection ends.
 func (c *conn) readLoop() {
 	for {
-		_, r, err := c.ws.NextReader()
+		mt, r, err := c.ws.NextReader()
 		if err != nil {
 			if !isNormalClose(err) {
 				c.log(slog.LevelDebug, "read ended", "err", err)
@@ -248,9 +249,16 @@ func (c *conn) readLoop() {
 		bp := readBufs.Get().(*[]byte)
 		buf, tooBig, err := readMessage(r, (*bp)[:0], c.srv.cfg.MaxFrameSize)
 		if err == nil {
-			if tooBig {
+			switch {
+			case tooBig:
 				c.refuse(codec.FrameInvalid, 0, "", codec.Errorf(codec.CodeFrameTooLarge, "frame exceeds %d bytes", c.srv.cfg.MaxFrameSize))
-			} else {
+			case mt == websocket.TextMessage && !utf8.Valid(buf):
+				// RFC 6455 §8.1: an endpoint that receives a text message
+				// that is not UTF-8 fails the connection, with 1007
+				// (§7.4.1). Nothing more is read from it.
+				c.failInvalidPayload()
+				err = errInvalidPayload
+			default:
 				c.handle(buf)
 			}
 		}
@@ -262,6 +270,21 @@ func (c *conn) readLoop() {
 			return
 		}
 	}
+}
+
+var errInvalidPayload = errors.New("text message is not valid UTF-8")
+
+// failInvalidPayload ends the connection with close code 1007 (invalid frame
+// payload data) behind what is already queued. No disconnect frame: 1007 is
+// a WebSocket code, not one of the protocol's.
+func (c *conn) failInvalidPayload() {
+	c.mu.Lock()
+	if !c.closing {
+		c.endLocked(EndInvalidPayload)
+		c.pushOrderedLocked(closeFrame(websocket.CloseInvalidFramePayloadData, errInvalidPayload.Error()))
+		c.log(slog.LevelInfo, "closing client: invalid UTF-8 in a text message", "code", websocket.CloseInvalidFramePayloadData)
+	}
+	c.mu.Unlock()
 }
 
 var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}

@@ -25,12 +25,15 @@ const (
 	EndTooManyErrors
 	// EndGoingAway: the edge is draining or shutting down.
 	EndGoingAway
+	// EndInvalidPayload: the client sent a text message that is not valid
+	// UTF-8; the edge failed the connection with close code 1007.
+	EndInvalidPayload
 
 	// NumEndReasons is the number of EndReason values.
 	NumEndReasons
 )
 
-var endReasonNames = [NumEndReasons]string{"client_closed", "slow_consumer", "write_timeout", "write_error", "idle_timeout", "too_many_errors", "going_away"}
+var endReasonNames = [NumEndReasons]string{"client_closed", "slow_consumer", "write_timeout", "write_error", "idle_timeout", "too_many_errors", "going_away", "invalid_payload"}
 
 // String returns the reason's name, as used for metric labels.
 func (r EndReason) String() string {

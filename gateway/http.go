@@ -58,7 +58,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.SetBodyString("ready\n")
 	default:
-		writeError(ctx, fasthttp.StatusNotFound, codec.Errorf(codec.CodeBadRequest, "no such endpoint: %s", path))
+		writeError(ctx, fasthttp.StatusNotFound, codec.Errorf(codec.CodeBadRequest, "no such endpoint: %s", codec.Clip(path)))
 	}
 }
 
@@ -214,7 +214,7 @@ func (s *Server) servePublish(ctx *fasthttp.RequestCtx, channel string) {
 	var body httpPublishBody
 	dec := json.NewDecoder(bytes.NewReader(ctx.PostBody()))
 	if err := dec.Decode(&body); err != nil {
-		writeError(ctx, fasthttp.StatusBadRequest, codec.Errorf(codec.CodeBadFrame, "body is not a JSON publish request: %v", err))
+		writeError(ctx, fasthttp.StatusBadRequest, codec.Errorf(codec.CodeBadFrame, "body is not a JSON publish request: %s", codec.Clip(err.Error())))
 		return
 	}
 	msgs := body.Messages
@@ -330,6 +330,30 @@ func httpStatus(c codec.Code) int {
 		return fasthttp.StatusInternalServerError
 	}
 	return fasthttp.StatusBadRequest
+}
+
+// httpReadBufferSize is the HTTP server's read buffer, which bounds a
+// request's line and headers together. It stays 4 KiB, not more: with
+// ReduceMemoryUsage and KeepHijackedConns, an upgraded WebSocket
+// connection keeps this buffer for its whole life, and 4 KiB already holds
+// a URL with the longest channel name (codec.MaxChannelLen) many times over.
+const httpReadBufferSize = 4096
+
+// httpReadError answers a request the HTTP server could not read. A request
+// line and headers larger than httpReadBufferSize (an over-long channel name
+// in the path, say) get the protocol's JSON error, with 431; anything else
+// gets what fasthttp's default handler answers (plain text).
+func httpReadError(ctx *fasthttp.RequestCtx, err error) {
+	if _, ok := err.(*fasthttp.ErrSmallBuffer); ok {
+		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, codec.Errorf(codec.CodeBadRequest,
+			"request line and headers exceed %d bytes (a channel name is at most %d bytes)", httpReadBufferSize, codec.MaxChannelLen))
+		return
+	}
+	if ne, ok := err.(*net.OpError); ok && ne.Timeout() {
+		ctx.Error("Request timeout", fasthttp.StatusRequestTimeout)
+		return
+	}
+	ctx.Error("Error when parsing request", fasthttp.StatusBadRequest)
 }
 
 func writeError(ctx *fasthttp.RequestCtx, status int, e *codec.Error) {

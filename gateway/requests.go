@@ -73,7 +73,7 @@ func (c *conn) attach(fr *codec.Frame) {
 
 func (c *conn) detach(fr *codec.Frame) {
 	if _, ok := c.attached[fr.Channel]; !ok {
-		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.Errorf(codec.CodeNotAttached, "channel %q is not attached", fr.Channel))
+		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.Errorf(codec.CodeNotAttached, "channel %q is not attached", codec.Clip(fr.Channel)))
 		return
 	}
 	delete(c.attached, fr.Channel)

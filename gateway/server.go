@@ -109,8 +109,11 @@ func New(cfg Config, bb Backbone) (*Server, error) {
 		// (fasthttp waits for the first byte without a buffer), but without
 		// it an idle WebSocket connection holds 4.6 KB more RSS (17.7
 		// against 13.1 KB, measured with 18,000).
-		ReduceMemoryUsage:  true,
-		ReadBufferSize:     4096,
+		ReduceMemoryUsage: true,
+		// httpReadBufferSize is also the most a request line and headers
+		// may take; a larger head is answered by httpReadError.
+		ReadBufferSize:     httpReadBufferSize,
+		ErrorHandler:       httpReadError,
 		MaxRequestBodySize: 4 << 20,
 		ReadTimeout:        30 * time.Second,
 		IdleTimeout:        2 * time.Minute,
