@@ -75,7 +75,7 @@ func TestFaultNetworkCut(t *testing.T) {
 		// Bounded: a stuck stream is restarted within about two ack
 		// deadlines (the reconnection, then beacons), and a gap is filled
 		// or given up and signalled within the gap wait after that.
-		deadline := time.After(4 * defaultGapWaitForTests)
+		deadline := time.After(12 * defaultGapWaitForTests)
 		for o.next < total {
 			select {
 			case m := <-c.Messages():

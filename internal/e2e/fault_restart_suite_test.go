@@ -101,8 +101,11 @@ func TestFaultRestartSameID(t *testing.T) {
 			stall = max(stall, now.Sub(last))
 			last = now
 			o.add(t, m.Data)
-		case <-time.After(25 * time.Second):
-			t.Fatalf("restarted edge B said it was ready after %v but delivered %d messages, then nothing for 25 s (longer than a lease period plus the gap wait)", ready.Round(time.Millisecond), o.delivered)
+		case <-time.After(60 * time.Second):
+			// Generous on purpose (a busy machine must not fail it); the
+			// stall it guards against was endless with the old code, and
+			// the figure line shows the real one.
+			t.Fatalf("restarted edge B said it was ready after %v but delivered %d messages, then nothing for 60 s", ready.Round(time.Millisecond), o.delivered)
 		}
 	}
 	f := faultFigures{published: o.next - start, delivered: o.delivered, duplicated: o.dups, reordered: o.reorder,
