@@ -82,11 +82,12 @@ func main() {
 	}
 }
 
-func parseFlags() options {
+func parseFlags(args []string, lookup func(string) (string, bool)) (options, error) {
 	var o options
-	fs := flag.CommandLine
+	ev := &environ{lookup: lookup}
+	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
 	str := func(p *string, name, env, def, usage string) {
-		fs.StringVar(p, name, envOr(env, def), usage+" (env "+env+")")
+		fs.StringVar(p, name, ev.str(env, def), usage+" (env "+env+")")
 	}
 	str(&o.addr, "addr", "EDGE_ADDR", ":8080", "listen address for WebSocket and HTTP")
 	str(&o.metricsAddr, "metrics-addr", "EDGE_METRICS_ADDR", "", "if set, serve Prometheus metrics at /metrics on this address (e.g. :9090)")
@@ -97,25 +98,36 @@ func parseFlags() options {
 	str(&o.edgeID, "edge-id", "EDGE_ID", "", "this edge's unique ID, names its subscriptions (default: hostname + random)")
 	str(&o.apiKeys, "api-keys", "EDGE_API_KEYS", "", "comma-separated publisher API keys id:secret; none means anyone may publish")
 	str(&o.logLevel, "log-level", "EDGE_LOG_LEVEL", "info", "debug | info | warn | error")
-	fs.IntVar(&o.shards, "pubsub-shards", envInt("EDGE_PUBSUB_SHARDS", 8), "number of shard topics, the same on every edge (env EDGE_PUBSUB_SHARDS)")
-	fs.BoolVar(&o.createTopics, "create-topics", envBool("EDGE_CREATE_TOPICS", os.Getenv("PUBSUB_EMULATOR_HOST") != ""), "create missing shard topics at start (env EDGE_CREATE_TOPICS; default true with an emulator)")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", envDuration("EDGE_SHUTDOWN_TIMEOUT", 30*time.Second), "how long a graceful stop may take (env EDGE_SHUTDOWN_TIMEOUT)")
-	fs.DurationVar(&o.heartbeat, "heartbeat", envDuration("EDGE_HEARTBEAT", 20*time.Second), "heartbeat interval; clients silent for 3x this are dropped (env EDGE_HEARTBEAT)")
-	fs.DurationVar(&o.publishTimeout, "publish-timeout", envDuration("EDGE_PUBLISH_TIMEOUT", 5*time.Second), "how long a publish may wait for Pub/Sub before it is nacked (env EDGE_PUBLISH_TIMEOUT)")
-	fs.DurationVar(&o.gapWait, "gap-wait", envDuration("EDGE_GAP_WAIT", 15*time.Second), "how long a message that arrived ahead of a missing predecessor waits for it before subscribers are told of the loss (env EDGE_GAP_WAIT)")
-	fs.DurationVar(&o.drainPeriod, "drain-period", envDuration("EDGE_DRAIN_PERIOD", 5*time.Second), "on SIGTERM, spread the clients' reconnect-elsewhere disconnects over this long (env EDGE_DRAIN_PERIOD)")
-	fs.DurationVar(&o.historyAge, "history-age", envDuration("EDGE_HISTORY_AGE", 2*time.Minute), "keep each channel's messages this long for rewind and resume (env EDGE_HISTORY_AGE)")
-	fs.IntVar(&o.historySize, "history-size", envInt("EDGE_HISTORY_SIZE", 1000), "keep at most this many messages per channel (env EDGE_HISTORY_SIZE)")
-	fs.IntVar(&o.sendQueue, "send-queue-bytes", envInt("EDGE_SEND_QUEUE_BYTES", 1<<20), "per-connection send queue limit; past it a client is dropped as a slow consumer (env EDGE_SEND_QUEUE_BYTES)")
-	fs.IntVar(&o.maxFrame, "max-frame-bytes", envInt("EDGE_MAX_FRAME_BYTES", 64<<10), "largest client frame accepted (env EDGE_MAX_FRAME_BYTES)")
-	flag.Parse()
-	return o
+	fs.IntVar(&o.shards, "pubsub-shards", ev.int("EDGE_PUBSUB_SHARDS", 8), "number of shard topics, the same on every edge (env EDGE_PUBSUB_SHARDS)")
+	fs.BoolVar(&o.createTopics, "create-topics", ev.bool("EDGE_CREATE_TOPICS", ev.str("PUBSUB_EMULATOR_HOST", "") != ""), "create missing shard topics at start (env EDGE_CREATE_TOPICS; default true with an emulator)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", ev.duration("EDGE_SHUTDOWN_TIMEOUT", 30*time.Second), "how long a graceful stop may take (env EDGE_SHUTDOWN_TIMEOUT)")
+	fs.DurationVar(&o.heartbeat, "heartbeat", ev.duration("EDGE_HEARTBEAT", 20*time.Second), "heartbeat interval; clients silent for 3x this are dropped (env EDGE_HEARTBEAT)")
+	fs.DurationVar(&o.publishTimeout, "publish-timeout", ev.duration("EDGE_PUBLISH_TIMEOUT", 5*time.Second), "how long a publish may wait for Pub/Sub before it is nacked (env EDGE_PUBLISH_TIMEOUT)")
+	fs.DurationVar(&o.gapWait, "gap-wait", ev.duration("EDGE_GAP_WAIT", 15*time.Second), "how long a message that arrived ahead of a missing predecessor waits for it before subscribers are told of the loss (env EDGE_GAP_WAIT)")
+	fs.DurationVar(&o.drainPeriod, "drain-period", ev.duration("EDGE_DRAIN_PERIOD", 5*time.Second), "on SIGTERM, spread the clients' reconnect-elsewhere disconnects over this long (env EDGE_DRAIN_PERIOD)")
+	fs.DurationVar(&o.historyAge, "history-age", ev.duration("EDGE_HISTORY_AGE", 2*time.Minute), "keep each channel's messages this long for rewind and resume (env EDGE_HISTORY_AGE)")
+	fs.IntVar(&o.historySize, "history-size", ev.int("EDGE_HISTORY_SIZE", 1000), "keep at most this many messages per channel (env EDGE_HISTORY_SIZE)")
+	fs.IntVar(&o.sendQueue, "send-queue-bytes", ev.int("EDGE_SEND_QUEUE_BYTES", 1<<20), "per-connection send queue limit; past it a client is dropped as a slow consumer (env EDGE_SEND_QUEUE_BYTES)")
+	fs.IntVar(&o.maxFrame, "max-frame-bytes", ev.int("EDGE_MAX_FRAME_BYTES", 64<<10), "largest client frame accepted (env EDGE_MAX_FRAME_BYTES)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if len(ev.errs) > 0 {
+		return o, errors.Join(ev.errs...)
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return o, nil
 }
 
 func run() error {
-	o := parseFlags()
-	if len(envErrs) > 0 {
-		return errors.Join(envErrs...)
+	o, err := parseFlags(os.Args[1:], os.LookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
@@ -285,34 +297,43 @@ func defaultEdgeID() string {
 	return h + "-" + hex.EncodeToString(b[:])
 }
 
-func envOr(k, def string) string {
-	if v, ok := os.LookupEnv(k); ok {
+// environ reads flag defaults from environment variables and collects
+// those that do not parse: a typo in production configuration must stop
+// the edge, not fall back to a default. An empty variable counts as unset.
+type environ struct {
+	lookup func(string) (string, bool)
+	errs   []error
+}
+
+func (e *environ) get(k string) (string, bool) {
+	v, ok := e.lookup(k)
+	return v, ok && v != ""
+}
+
+func (e *environ) str(k, def string) string {
+	if v, ok := e.get(k); ok {
 		return v
 	}
 	return def
 }
 
-// envErrs collects environment variables that did not parse: a typo in
-// production configuration must stop the edge, not fall back to a default.
-var envErrs []error
-
-func envParse[T any](k string, def T, parse func(string) (T, error)) T {
-	s, ok := os.LookupEnv(k)
-	if !ok || s == "" {
+func envParse[T any](e *environ, k string, def T, parse func(string) (T, error)) T {
+	s, ok := e.get(k)
+	if !ok {
 		return def
 	}
 	v, err := parse(s)
 	if err != nil {
-		envErrs = append(envErrs, fmt.Errorf("%s=%q: %w", k, s, err))
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: %w", k, s, err))
 		return def
 	}
 	return v
 }
 
-func envInt(k string, def int) int { return envParse(k, def, strconv.Atoi) }
+func (e *environ) int(k string, def int) int { return envParse(e, k, def, strconv.Atoi) }
 
-func envBool(k string, def bool) bool { return envParse(k, def, strconv.ParseBool) }
+func (e *environ) bool(k string, def bool) bool { return envParse(e, k, def, strconv.ParseBool) }
 
-func envDuration(k string, def time.Duration) time.Duration {
-	return envParse(k, def, time.ParseDuration)
+func (e *environ) duration(k string, def time.Duration) time.Duration {
+	return envParse(e, k, def, time.ParseDuration)
 }
