@@ -50,6 +50,8 @@ func mustStartEdgeProc(tb testing.TB, bin string, env []string, args ...string) 
 	p.cmd = exec.Command(bin, append([]string{"-addr", addr, "-metrics-addr", maddr}, args...)...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = p.log
+	// Gone with the test process, even if that is killed (a timeout).
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func MustStartPstest(tb testing.TB) Server {
 	tb.Helper()
 	bin := pstestdBinary(tb)
 	cmd := exec.Command(bin)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // gone with the test process, even if it is killed
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe() // pstestd exits when this closes
@@ -235,7 +235,7 @@ func (e *Emulator) Start() {
 	cmd.Env = append(os.Environ(), "CLOUDSDK_CORE_DISABLE_PROMPTS=1")
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // gone with the test process, even if it is killed
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start emulator: %v", err)
 	}
