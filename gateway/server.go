@@ -119,7 +119,7 @@ func New(cfg Config, bb Backbone) (*Server, error) {
 		IdleTimeout:        2 * time.Minute,
 		CloseOnShutdown:    true,
 		KeepHijackedConns:  true, // WebSocket connections outlive the hijack handler
-		Logger:             slogPrintf{cfg.Logger},
+		Logger:             slogPrintf{l: cfg.Logger, limit: &printfLimit{}},
 	}
 	return s, nil
 }
@@ -315,11 +315,38 @@ func (s *Server) drain(ctx context.Context) {
 	}
 }
 
-// slogPrintf adapts fasthttp's Printf logger to slog.
+// slogPrintf adapts fasthttp's Printf logger to slog. fasthttp logs one
+// line per bad connection, quoting what the peer sent: the lines are
+// clipped (codec.Clip) and at most one per second is written, with the
+// count of those suppressed meanwhile, so a flood of garbage cannot flood
+// the log.
 type slogPrintf struct {
-	l interface{ Warn(string, ...any) }
+	l     interface{ Warn(string, ...any) }
+	limit *printfLimit
+}
+
+type printfLimit struct {
+	mu         sync.Mutex // guards the fields below
+	last       time.Time
+	suppressed int
 }
 
 func (p slogPrintf) Printf(format string, args ...any) {
-	p.l.Warn("fasthttp", "msg", strings.TrimSpace(fmt.Sprintf(format, args...)))
+	if p.limit != nil {
+		p.limit.mu.Lock()
+		now := time.Now()
+		if now.Sub(p.limit.last) < time.Second {
+			p.limit.suppressed++
+			p.limit.mu.Unlock()
+			return
+		}
+		n := p.limit.suppressed
+		p.limit.last, p.limit.suppressed = now, 0
+		p.limit.mu.Unlock()
+		if n > 0 {
+			p.l.Warn("http server", "detail", codec.Clip(strings.TrimSpace(fmt.Sprintf(format, args...))), "suppressed_since_last", n)
+			return
+		}
+	}
+	p.l.Warn("http server", "detail", codec.Clip(strings.TrimSpace(fmt.Sprintf(format, args...))))
 }
