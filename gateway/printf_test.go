@@ -10,7 +10,9 @@ import (
 
 type warnRecorder struct{ lines [][]any }
 
-func (w *warnRecorder) Warn(msg string, args ...any) { w.lines = append(w.lines, append([]any{msg}, args...)) }
+func (w *warnRecorder) Warn(msg string, args ...any) {
+	w.lines = append(w.lines, append([]any{msg}, args...))
+}
 
 // TestServerLogLinesBounded: fasthttp's per-connection lines are clipped and
 // rate-limited, with the count of what was left out.
