@@ -83,7 +83,7 @@ type Stats struct {
 	Retries        atomic.Uint64 // publishes of an ID already accepted or in flight (acked, not sent again)
 	Beacons        atomic.Uint64 // beacons received from origins (their last accepted Seq per channel)
 	Stalls         atomic.Uint64 // times a channel was owed messages (by a beacon) for longer than the stall bound
-	StreamRestarts atomic.Uint64 // Receive streams restarted after a connection to Pub/Sub was lost and made again
+	StreamRestarts atomic.Uint64 // Receive streams restarted: after a reconnection, a stall or a silent subscription
 }
 
 // core is the delivery machinery shared by Relay and Local.
@@ -169,7 +169,6 @@ type outItem struct {
 type pendingPub struct {
 	m        *codec.Message
 	done     DoneFunc
-	sent     bool // handed to Pub/Sub; its outcome is awaited
 	retry    bool // its ID was already accepted: reported, not delivered
 	finished bool
 	err      error

@@ -282,7 +282,7 @@ func (r *Relay) Start(ctx context.Context, deliver DeliverFunc) error {
 	if r.reused.Load() {
 		r.log.Warn("backbone: this edge's subscriptions existed (a restart with the same edge ID): receiving starts once the previous process's leases expired; not ready until then", "in", (r.cfg.AckDeadline + kickMargin).String())
 	}
-	r.wg.Go(func() { r.restartOnReconnect(ctx) })
+	r.wg.Go(func() { r.restartStreams(ctx) })
 	r.wg.Go(func() { r.beaconLoop(ctx) })
 	for i, name := range r.subNames {
 		sub := r.client.Subscriber(name)
@@ -322,7 +322,7 @@ func (r *Relay) receiveLoop(ctx context.Context, i int, sub *pubsub.Subscriber) 
 		// The subscription existed: a previous process with this EdgeID
 		// may have died with messages leased to it. A stream opened before
 		// those leases expire leaves their ordering keys stuck (see
-		// restartOnReconnect), so the first one opens after.
+		// restartStreams), so the first one opens after.
 		select {
 		case <-ctx.Done():
 			return
@@ -370,7 +370,7 @@ func (r *Relay) receiveLoop(ctx context.Context, i int, sub *pubsub.Subscriber) 
 	}
 }
 
-// restartOnReconnect restarts every Receive one ack deadline (plus a
+// restartStreams restarts every Receive one ack deadline (plus a
 // margin) after a connection to Pub/Sub was lost and a new one made. The
 // library reopens its stream by itself, but messages that were in flight
 // on the broken stream stay leased to it, and an ordering key with such a
@@ -378,8 +378,10 @@ func (r *Relay) receiveLoop(ctx context.Context, i int, sub *pubsub.Subscriber) 
 // emulator: not released within minutes; a Pull by hand does not release
 // it either), while a Receive started after the lease expired gets them
 // redelivered at once. Duplicates are dropped by the dedup cache; what
-// arrives ahead of a missing message is held back.
-func (r *Relay) restartOnReconnect(ctx context.Context) {
+// arrives ahead of a missing message is held back. It also restarts them
+// when beaconLoop reports a stall or a silent subscription, at most once
+// per lease period.
+func (r *Relay) restartStreams(ctx context.Context) {
 	var kick <-chan time.Time
 	var last time.Time
 	for {
@@ -427,7 +429,7 @@ type connWatch struct {
 // Seq of each channel it published on within the last three intervals (so
 // each is announced a few times after its last publish), and checks which
 // channels have been owed messages for longer than the ack deadline plus a
-// margin: then the streams are restarted (see restartOnReconnect).
+// margin: then the streams are restarted (see restartStreams).
 func (r *Relay) beaconLoop(ctx context.Context) {
 	t := time.NewTicker(r.cfg.BeaconInterval)
 	defer t.Stop()
@@ -820,7 +822,7 @@ func (r *Relay) sendLocked(k int, st *stripe, cs *chanState, p *pendingPub) {
 		Attributes:  env.Attributes,
 		OrderingKey: env.OrderingKey,
 	})
-	p.sent, p.res = true, res
+	p.res = res
 	// Flow control and a paused key refuse at once: make the refusal take
 	// effect before the next publish on the channel.
 	select {

@@ -51,7 +51,8 @@ func testLogger() *slog.Logger {
 
 func mustStartRelayEdge(tb testing.TB, cfg backbone.RelayConfig) *relayEdge {
 	tb.Helper()
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	r, err := backbone.NewRelay(ctx, cfg)
 	if err != nil {
 		tb.Fatal(err)
