@@ -79,6 +79,19 @@ type RelayConfig struct {
 	// MaxPendingPublishes bounds publishes in flight to Pub/Sub; past it a
 	// publish is refused at once (default 10000).
 	MaxPendingPublishes int
+	// WarmHistory is how far back a starting edge replays the shard topics
+	// (it seeks its subscriptions back), so that its history holds what was
+	// published shortly before it started and the clients of a restarted
+	// edge resume (see warm.go). It is cut to the topics' message retention
+	// (a topic setting: deploy/terraform sets it; with CreateTopics the
+	// edge creates topics retaining max(WarmHistory, 10m)). 0 (the default
+	// here; cmd/edge defaults to 1m) turns it off. pstest's Seek loses
+	// payloads: keep it 0 there.
+	WarmHistory time.Duration
+	// WarmTimeout bounds the replay, counted from Start (default 30s, which
+	// covers the wait of a restart with the same EdgeID): past it the edge
+	// serves without counting on the window.
+	WarmTimeout time.Duration
 
 	Dedup  DedupConfig
 	Order  OrderConfig
@@ -128,6 +141,12 @@ func (c *RelayConfig) setDefaults() error {
 	if c.MaxPendingPublishes <= 0 {
 		c.MaxPendingPublishes = 10000
 	}
+	if c.WarmHistory < 0 {
+		return fmt.Errorf("backbone: WarmHistory %v must not be negative", c.WarmHistory)
+	}
+	if c.WarmTimeout <= 0 {
+		c.WarmTimeout = 30 * time.Second
+	}
 	return nil
 }
 
@@ -150,6 +169,7 @@ type Relay struct {
 	reused    atomic.Bool
 	resuming  atomic.Bool
 	resumed   atomic.Int32         // subscriptions whose first stream opened after the wait
+	warm      *warmup              // the start-up replay; set by Start
 	restartMu sync.Mutex           // guards restart
 	restart   []context.CancelFunc // restart[i] restarts subNames[i]'s Receive
 
@@ -219,7 +239,17 @@ func NewRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 		r.publishers = append(r.publishers, p)
 	}
 	for k := range cfg.Shards {
-		if err := r.ensure(ctx, k); err != nil {
+		if err := r.ensureTopic(ctx, k); err != nil {
+			r.stopPublishers()
+			client.Close()
+			return nil, err
+		}
+	}
+	if cfg.WarmHistory > 0 {
+		r.renameSubscriptions(ctx)
+	}
+	for k := range cfg.Shards {
+		if err := r.ensureSub(ctx, k); err != nil {
 			r.stopPublishers()
 			client.Close()
 			return nil, err
@@ -235,12 +265,30 @@ func (r *Relay) topicName(k int) string {
 // ensure makes shard k usable: its topic (if this edge may create topics)
 // and this edge's subscription to it, reusing what exists.
 func (r *Relay) ensure(ctx context.Context, k int) error {
+	if err := r.ensureTopic(ctx, k); err != nil {
+		return err
+	}
+	return r.ensureSub(ctx, k)
+}
+
+// ensureTopic creates shard k's topic if this edge may create topics.
+func (r *Relay) ensureTopic(ctx context.Context, k int) error {
 	if r.cfg.CreateTopics {
-		_, err := r.client.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: r.subTopics[k]})
+		t := &pubsubpb.Topic{Name: r.subTopics[k]}
+		if r.cfg.WarmHistory > 0 {
+			// Pub/Sub's minimum topic retention is 10 minutes.
+			t.MessageRetentionDuration = durationpb.New(max(r.cfg.WarmHistory, 10*time.Minute))
+		}
+		_, err := r.client.TopicAdminClient.CreateTopic(ctx, t)
 		if err != nil && status.Code(err) != codes.AlreadyExists {
 			return fmt.Errorf("backbone: create topic %s: %w", r.subTopics[k], err)
 		}
 	}
+	return nil
+}
+
+// ensureSub creates this edge's subscription to shard k, or reuses it.
+func (r *Relay) ensureSub(ctx context.Context, k int) error {
 	_, err := r.client.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
 		Name:                  r.subNames[k],
 		Topic:                 r.subTopics[k],
@@ -271,6 +319,8 @@ func (r *Relay) shard(channel string) int {
 // It must be called once, before any Publish.
 func (r *Relay) Start(ctx context.Context, deliver DeliverFunc) error {
 	r.setDeliver(deliver)
+	// Seek before any stream opens; bounded by ctx (the caller's).
+	r.startWarm(ctx)
 	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.restart = make([]context.CancelFunc, len(r.subNames))
 	r.lastRecv = make([]atomic.Int64, len(r.subNames))
@@ -278,6 +328,9 @@ func (r *Relay) Start(ctx context.Context, deliver DeliverFunc) error {
 		r.lastRecv[i].Store(time.Now().UnixNano())
 	}
 	r.wg.Go(func() { r.checkLoop(ctx) })
+	if !r.warm.from.IsZero() {
+		r.wg.Go(func() { r.replay(ctx, r.warm) })
+	}
 	r.resuming.Store(r.reused.Load())
 	if r.reused.Load() {
 		r.log.Warn("backbone: this edge's subscriptions existed (a restart with the same edge ID): receiving starts once the previous process's leases expired; not ready until then", "in", (r.cfg.AckDeadline + kickMargin).String())
@@ -318,6 +371,14 @@ func (r *Relay) Start(ctx context.Context, deliver DeliverFunc) error {
 // again where this edge may: messages published meanwhile are lost to this
 // edge, and the gap is signalled to subscribers of the origins it knows.
 func (r *Relay) receiveLoop(ctx context.Context, i int, sub *pubsub.Subscriber) {
+	resumeAt := time.Now().Add(r.cfg.AckDeadline + kickMargin)
+	// What the replay brings goes first (warm.go); the subscription keeps
+	// what is published meanwhile.
+	select {
+	case <-ctx.Done():
+		return
+	case <-r.warm.done:
+	}
 	if r.resuming.Load() {
 		// The subscription existed: a previous process with this EdgeID
 		// may have died with messages leased to it. A stream opened before
@@ -326,14 +387,14 @@ func (r *Relay) receiveLoop(ctx context.Context, i int, sub *pubsub.Subscriber) 
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(r.cfg.AckDeadline + kickMargin):
+		case <-time.After(time.Until(resumeAt)):
 		}
-		r.lastRecv[i].Store(time.Now().UnixNano()) // silence counts from here
 		r.resumed.Add(1)
 		if int(r.resumed.Load()) == len(r.subNames) {
 			r.resuming.Store(false)
 		}
 	}
+	r.lastRecv[i].Store(time.Now().UnixNano()) // silence counts from here
 	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
 		rctx, restart := context.WithCancel(ctx)
 		r.restartMu.Lock()
@@ -414,6 +475,9 @@ func (r *Relay) restartStreams(ctx context.Context) {
 	}
 }
 
+func isAlreadyExists(err error) bool { return status.Code(err) == codes.AlreadyExists }
+func isNotFound(err error) bool      { return status.Code(err) == codes.NotFound }
+
 // kickMargin is added to the ack deadline before the streams restart:
 // Pub/Sub's expiry is not to the millisecond.
 const kickMargin = 2 * time.Second
@@ -433,6 +497,8 @@ type connWatch struct {
 func (r *Relay) beaconLoop(ctx context.Context) {
 	t := time.NewTicker(r.cfg.BeaconInterval)
 	defer t.Stop()
+	// One round at once: its coming back ends a start-up replay sooner.
+	r.sendBeacons()
 	for {
 		select {
 		case <-ctx.Done():
@@ -500,6 +566,9 @@ func (r *Relay) sendBeacons() {
 // margin: their stream is stuck (or Pub/Sub unreachable, which the checks
 // report).
 func (r *Relay) silentSubscriptions() int {
+	if r.warming() != nil {
+		return 0 // not receiving yet
+	}
 	n := 0
 	for i := range r.lastRecv {
 		if time.Since(time.Unix(0, r.lastRecv[i].Load())) > r.silentAfter() {
@@ -707,7 +776,7 @@ func (r *Relay) healthLocked() error {
 	if r.resuming.Load() {
 		resuming = errors.New("resuming the subscriptions of a previous process with this edge ID: waiting for its leases to expire")
 	}
-	return errors.Join(r.checkErr, r.pubErr, silent, resuming)
+	return errors.Join(r.checkErr, r.pubErr, silent, resuming, r.warming())
 }
 
 func (r *Relay) logHealthLocked() {

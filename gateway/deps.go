@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"time"
 
 	"github.com/feedgate/feedgate/codec"
 )
@@ -43,6 +44,17 @@ type BatchPublisher interface {
 // new clients to edges that can serve them.
 type HealthChecker interface {
 	Healthy() error
+}
+
+// Warmer is an optional ability of a Backbone that replays, at start, what
+// was published over a recent window, so that the history of a restarted
+// edge holds it and its clients resume (docs/operations.md). Warmed blocks
+// until that replay is over or ctx ends, and returns the time from which
+// this edge receives every message published (earlier than its start), or
+// the zero time when there was no replay. The gateway holds attaches and
+// history reads until it returns.
+type Warmer interface {
+	Warmed(ctx context.Context) time.Time
 }
 
 // Authorizer decides who may connect, and what each connection may do.

@@ -394,6 +394,10 @@ func (s *Server) serveHistory(ctx *fasthttp.RequestCtx, channel string) {
 		writeError(ctx, fasthttp.StatusBadRequest, codec.AsError(err))
 		return
 	}
+	if !s.waitWarm(s.stop) {
+		writeError(ctx, fasthttp.StatusServiceUnavailable, codec.Errorf(codec.CodeGoingAway, "the edge is shutting down"))
+		return
+	}
 	out := []historyMessage{}
 	if ch := s.hub.get(channel, false); ch != nil {
 		for _, e := range ch.history(limit, before) {

@@ -25,7 +25,10 @@ type hub struct {
 	gaps      atomic.Uint64 // messages delivered after a predecessor that never came (continuity frames to the channel)
 	broken    atomic.Uint64 // continuity frames to one resumed subscriber whose missing messages this edge cannot send
 	late      atomic.Uint64 // messages that arrived at or below their channel's watermark
-	started   int64         // when the hub started, Unix ms: it has no message published before
+	// started is the time, Unix ms, from which the hub has every message
+	// published: when it started, or earlier once the backbone replayed a
+	// window from before that (warmedFrom).
+	started atomic.Int64
 	// swept is the highest origin time delivered on a channel this hub
 	// has forgotten: a new channel state cannot vouch for anything before.
 	swept atomic.Int64
@@ -37,7 +40,8 @@ type hubShard struct {
 }
 
 func newHub(histCount int, histAge time.Duration, now func() time.Time, logEncode func(*codec.Message, codec.Format, error)) *hub {
-	h := &hub{histCount: histCount, histAge: histAge, now: now, logEncode: logEncode, started: now().UnixMilli()}
+	h := &hub{histCount: histCount, histAge: histAge, now: now, logEncode: logEncode}
+	h.started.Store(now().UnixMilli())
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)
 	}

@@ -181,7 +181,7 @@ func (ch *channel) resumeLocked(from codec.Position) (replay []*entry, own []str
 	wait := map[string]uint64{}
 	for o, s := range from.Seqs {
 		st := ch.origins[o]
-		if st == nil && from.Watermark < ch.h.started+lateness.Milliseconds() {
+		if st == nil && from.Watermark < ch.h.started.Load()+lateness.Milliseconds() {
 			// This edge has had nothing of o: it may have started after
 			// o's messages that from lacks, and would never get them.
 			return nil, nil, codec.ContinuityLost, nil

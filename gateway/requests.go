@@ -64,6 +64,12 @@ func (c *conn) attach(fr *codec.Frame) {
 		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.Errorf(codec.CodeTooManyChannels, "a connection may attach at most %d channels", c.srv.cfg.MaxChannelsPerConn))
 		return
 	}
+	// On a starting edge, an attach waits for the backbone's replay (at
+	// most its WarmTimeout), so that a resume finds the history it brings.
+	if !c.srv.waitWarm(c.srv.stop) {
+		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.Errorf(codec.CodeGoingAway, "the edge is shutting down"))
+		return
+	}
 	c.attached[fr.Channel] = fr.Options
 	c.order.reset(fr.Channel)
 	for !c.srv.hub.get(fr.Channel, true).attach(c, fr.Ref, fr.Options) {

@@ -41,6 +41,7 @@ type Server struct {
 	readers sync.WaitGroup
 
 	ready     atomic.Bool
+	warmed    chan struct{} // closed once the backbone's start-up replay is over (Warmer)
 	draining  atomic.Bool
 	flushers  []*flusher
 	leaveBy   atomic.Int64  // once a drain began: the latest write deadline (Unix nanoseconds)
@@ -91,6 +92,7 @@ func New(cfg Config, bb Backbone) (*Server, error) {
 		hub:      newHub(cfg.HistorySize, cfg.HistoryAge, cfg.Now, logEncode(cfg.Logger)),
 		idPrefix: strings.ToLower(base32.StdEncoding.EncodeToString(rnd[:])) + ":",
 		stop:     make(chan struct{}),
+		warmed:   make(chan struct{}),
 		flushEnd: make(chan struct{}),
 		flushers: newFlushers(),
 	}
@@ -140,6 +142,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := s.bb.Start(ctx, s.deliver); err != nil {
 		return err
 	}
+	go s.warm(ctx)
 	go s.heartbeats()
 	for _, f := range s.flushers {
 		go f.run(s.flushEnd)
@@ -151,6 +154,45 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return nil
 	}
 	return err
+}
+
+// warm waits for the backbone's start-up replay, if it has one, and moves
+// the hub's start back to the replayed window's.
+func (s *Server) warm(ctx context.Context) {
+	defer close(s.warmed)
+	w, ok := s.bb.(Warmer)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	defer cancel()
+	if from := w.Warmed(ctx); !from.IsZero() && from.UnixMilli() < s.hub.started.Load() {
+		s.hub.started.Store(from.UnixMilli())
+	}
+}
+
+// waitWarm holds a request (an attach, a history read) until the
+// backbone's start-up replay is over, so that it sees the history the
+// replay brings; false if done ends first.
+func (s *Server) waitWarm(done <-chan struct{}) bool {
+	select {
+	case <-s.warmed:
+		return true
+	default:
+	}
+	select {
+	case <-s.warmed:
+		return true
+	case <-done:
+		return false
+	}
 }
 
 // deliver is the backbone's DeliverFunc.

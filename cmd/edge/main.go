@@ -46,12 +46,12 @@ var (
 )
 
 type options struct {
-	addr, debugAddr, metricsAddr, backbone, project, prefix, edgeID, apiKeys, logLevel string
-	shards                                                                             int
-	createTopics                                                                       bool
-	shutdownTimeout, heartbeat, publishTimeout, drainPeriod, historyAge, gapWait       time.Duration
-	historySize                                                                        int
-	sendQueue, maxFrame                                                                int
+	addr, debugAddr, metricsAddr, backbone, project, prefix, edgeID, apiKeys, logLevel        string
+	shards                                                                                    int
+	createTopics                                                                              bool
+	shutdownTimeout, heartbeat, publishTimeout, drainPeriod, historyAge, gapWait, warmHistory time.Duration
+	historySize                                                                               int
+	sendQueue, maxFrame                                                                       int
 }
 
 // version is the module version and VCS revision the binary was built
@@ -106,6 +106,7 @@ func parseFlags(args []string, lookup func(string) (string, bool)) (options, err
 	fs.DurationVar(&o.gapWait, "gap-wait", ev.duration("EDGE_GAP_WAIT", 15*time.Second), "how long a message that arrived ahead of a missing predecessor waits for it before subscribers are told of the loss (env EDGE_GAP_WAIT)")
 	fs.DurationVar(&o.drainPeriod, "drain-period", ev.duration("EDGE_DRAIN_PERIOD", 5*time.Second), "on SIGTERM, spread the clients' reconnect-elsewhere disconnects over this long (env EDGE_DRAIN_PERIOD)")
 	fs.DurationVar(&o.historyAge, "history-age", ev.duration("EDGE_HISTORY_AGE", 2*time.Minute), "keep each channel's messages this long for rewind and resume (env EDGE_HISTORY_AGE)")
+	fs.DurationVar(&o.warmHistory, "warm-history", ev.duration("EDGE_WARM_HISTORY", time.Minute), "at start, replay this much of the Pub/Sub topics (topics need message retention) so that clients of a restarted edge resume; at most -history-age; 0 turns it off, as pstest needs (env EDGE_WARM_HISTORY)")
 	fs.IntVar(&o.historySize, "history-size", ev.int("EDGE_HISTORY_SIZE", 1000), "keep at most this many messages per channel (env EDGE_HISTORY_SIZE)")
 	fs.IntVar(&o.sendQueue, "send-queue-bytes", ev.int("EDGE_SEND_QUEUE_BYTES", 1<<20), "per-connection send queue limit; past it a client is dropped as a slow consumer (env EDGE_SEND_QUEUE_BYTES)")
 	fs.IntVar(&o.maxFrame, "max-frame-bytes", ev.int("EDGE_MAX_FRAME_BYTES", 64<<10), "largest client frame accepted (env EDGE_MAX_FRAME_BYTES)")
@@ -272,6 +273,7 @@ func newBackbone(ctx context.Context, o options, log *slog.Logger) (edgeBackbone
 			CreateTopics:   o.createTopics,
 			PublishTimeout: o.publishTimeout,
 			Order:          backbone.OrderConfig{GapWait: o.gapWait},
+			WarmHistory:    min(o.warmHistory, o.historyAge),
 			Logger:         log,
 		})
 	}

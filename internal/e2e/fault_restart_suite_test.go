@@ -25,7 +25,8 @@ func TestFaultRestartSameID(t *testing.T) {
 	srv := bestServer(t)
 	env := []string{"PUBSUB_EMULATOR_HOST=" + srv.Addr}
 	args := func(id string) []string {
-		return []string{"-backbone", "pubsub", "-pubsub-project", project, "-pubsub-prefix", "restart", "-pubsub-shards", "2", "-log-level", "warn", "-edge-id", id}
+		args := []string{"-backbone", "pubsub", "-pubsub-project", project, "-pubsub-prefix", "restart", "-pubsub-shards", "2", "-log-level", "warn", "-edge-id", id}
+		return append(args, srv.EdgeArgs()...)
 	}
 	a := mustStartEdgeProc(t, bin, env, args("restart-a")...)
 	b := mustStartEdgeProc(t, bin, env, args("restart-b")...)

@@ -40,7 +40,7 @@ func twoEdgeProcs(t *testing.T, prefix string, extra ...string) (a, b *edgeProc)
 	bin := mustBuildEdge(t)
 	srv := bestServer(t)
 	env := []string{"PUBSUB_EMULATOR_HOST=" + srv.Addr}
-	common := append([]string{"-backbone", "pubsub", "-pubsub-project", project, "-pubsub-prefix", prefix, "-pubsub-shards", "2", "-log-level", "warn"}, extra...)
+	common := append([]string{"-backbone", "pubsub", "-pubsub-project", project, "-pubsub-prefix", prefix, "-pubsub-shards", "2", "-log-level", "warn"}, append(srv.EdgeArgs(), extra...)...)
 	a = mustStartEdgeProc(t, bin, env, append(common, "-edge-id", prefix+"-a")...)
 	b = mustStartEdgeProc(t, bin, env, append(common, "-edge-id", prefix+"-b")...)
 	return a, b

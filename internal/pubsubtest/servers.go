@@ -31,6 +31,15 @@ type Server struct {
 	Fake *Fake
 }
 
+// EdgeArgs are the flags an edge process needs on this server: pstest's
+// Seek drops payloads, so an edge on pstest does not replay history at start.
+func (s Server) EdgeArgs() []string {
+	if s.Name == "pstest" {
+		return []string{"-warm-history", "0"}
+	}
+	return nil
+}
+
 // MustStartPstest starts the client library's pstest server on loopback, in
 // a process of its own (see internal/cmd/pstestd), and kills it at the end
 // of the test. pstest has data races of its own; out of process, the race
