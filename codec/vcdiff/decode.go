@@ -42,6 +42,7 @@ type decoder struct {
 	near     [nearSize]int
 	nextNear int
 	same     [sameSlots]int
+	sameUsed bool // same holds an address: clear it at the next window
 }
 
 func corrupt(format string, args ...any) error {
@@ -182,7 +183,9 @@ func (d *decoder) window() error {
 
 	start := len(d.out)
 	if cap(d.out)-start < tgtLen {
-		grown := make([]byte, start, start+tgtLen)
+		// Grow geometrically (many small windows cost linear time) but
+		// never past the limit.
+		grown := make([]byte, start, max(start+tgtLen, min(2*cap(d.out), d.max)))
 		copy(grown, d.out)
 		d.out = grown
 	}
@@ -220,7 +223,10 @@ func checkSum(field []byte, want uint32) error {
 func (d *decoder) run(seg, data, inst, addr []byte, tgtLen int) error {
 	d.near = [nearSize]int{}
 	d.nextNear = 0
-	d.same = [sameSlots]int{}
+	if d.sameUsed {
+		d.same = [sameSlots]int{}
+		d.sameUsed = false
+	}
 	start := len(d.out)
 	limit := start + tgtLen
 	segLen := len(seg)
@@ -308,6 +314,7 @@ func (d *decoder) address(addr []byte, ap *int, mode uint8, here int) (int, erro
 	d.near[d.nextNear] = a
 	d.nextNear = (d.nextNear + 1) % nearSize
 	d.same[a%sameSlots] = a
+	d.sameUsed = true
 	return a, nil
 }
 

@@ -259,3 +259,23 @@ func TestEncodeSubset(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeManyWindows: a delta of many tiny windows decodes in linear
+// time and its output stays within the limit.
+func TestDecodeManyWindows(t *testing.T) {
+	var ws []win
+	for i := range 20000 {
+		ws = append(ws, win{tgtLen: 1, data: []byte{byte('a' + i%26)}, inst: []byte{codeAdd0 + 1}})
+	}
+	d := build(0, ws...)
+	got, err := Decode(nil, d, 20000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 20000 || cap(got) > 20000 || got[27] != 'b' {
+		t.Fatalf("got %d bytes, capacity %d", len(got), cap(got))
+	}
+	if _, err := Decode(nil, d, 19999); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("limit 19999: %v, want ErrTooLarge", err)
+	}
+}
