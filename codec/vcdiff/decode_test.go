@@ -91,7 +91,7 @@ func TestDecodeValid(t *testing.T) {
 		},
 		{
 			"application header (xdelta3)", nil,
-			append(append([]byte{magic0, magic1, magic2, version0, hdrAppHeader, 3, 'a', 'p', 'p'}),
+			append([]byte{magic0, magic1, magic2, version0, hdrAppHeader, 3, 'a', 'p', 'p'},
 				build(0, win{tgtLen: 2, data: []byte("ok"), inst: []byte{codeAdd0 + 2}})[5:]...),
 			"ok",
 		},

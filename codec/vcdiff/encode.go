@@ -11,11 +11,13 @@ import (
 // as in VCDIFF: the source at [0, S), the target after it).
 const (
 	blockSize = 4 // bytes hashed per block; also the shortest COPY emitted
-	// srcStep indexes every srcStep-th source block: a match of
-	// blockSize+srcStep-1 bytes or more is always found (and extended
-	// backwards to its start), shorter ones often; the encoder spends most
-	// of its time indexing, so this is a speed/size trade-off.
-	srcStep = 1
+	// The source index holds every step-th block, step = len(source) /
+	// srcPerStep, 1 to maxStep: a match of blockSize+step-1 bytes or more
+	// is always found (and extended backwards to its start), shorter ones
+	// often. Indexing is most of the encoder's work on large sources, so
+	// this bounds it to about srcPerStep..2*srcPerStep inserts.
+	srcPerStep = 4096
+	maxStep    = 8
 	// indexAfter: the source is indexed only once this many literal bytes
 	// are pending; until then matches come from the diagonal of the last
 	// COPY alone. A document with a few values changed in place is encoded
@@ -146,7 +148,8 @@ func (e *Encoder) indexSource() {
 	src, head, shift := e.src, e.head, e.shift
 	mask := uint32(len(head) - 1)
 	prev := e.prev[:len(src)]
-	for i := 0; i+blockSize <= len(src); i += srcStep {
+	step := min(maxStep, max(1, len(src)/srcPerStep))
+	for i := 0; i+blockSize <= len(src); i += step {
 		h := (binary.LittleEndian.Uint32(src[i:]) * 2654435761 >> shift) & mask
 		prev[i] = head[h]
 		head[h] = int32(i + 1)
