@@ -23,6 +23,10 @@ const (
 	// COPY alone. A document with a few values changed in place is encoded
 	// without building the index at all.
 	indexAfter = 8
+	// maxShift: before the index exists, diagonals this close to the last
+	// COPY's are tried too, and taken for a match of minShifted bytes.
+	maxShift   = 4
+	minShifted = 8
 	minRun     = 4  // shortest RUN worth emitting: 3 bytes instead of 4 literal ones
 	maxChain   = 16 // hash chain candidates examined per position
 	goodMatch  = 64 // a match this long is taken without looking further
@@ -71,7 +75,6 @@ var encoders = sync.Pool{New: func() any { return new(Encoder) }}
 func Encode(source, target []byte) []byte {
 	e := encoders.Get().(*Encoder)
 	out := e.Append(nil, source, target)
-	e.src, e.tgt = nil, nil
 	encoders.Put(e)
 	return out
 }
@@ -89,6 +92,7 @@ func (e *Encoder) Append(dst, source, target []byte) []byte {
 	} else {
 		e.src, e.tgt = source, target
 		e.match()
+		e.src, e.tgt = nil, nil // keep no reference to the caller's bytes
 	}
 
 	S, T := len(source), len(target)
@@ -189,7 +193,16 @@ func (e *Encoder) best(j, lit int) (addr, length int) {
 		}
 	}
 	if !e.hasIndex {
-		if j-lit < indexAfter && S > 0 {
+		// An edit that changed the length (a price from 9.95 to 10.05)
+		// moves the rest to a nearby diagonal: try those before indexing.
+		for k := -maxShift; k <= maxShift; k++ {
+			if p := S + j + e.diag + k; k != 0 && p >= 0 && p < S+j {
+				if l := matchLen(e.at(p), want); l > length && l >= minShifted {
+					addr, length = p, l
+				}
+			}
+		}
+		if length >= minShifted || (j-lit < indexAfter && S > 0) {
 			return addr, length
 		}
 		e.buildIndex(j)
