@@ -2,8 +2,9 @@
 // (RFC 3284), the delta format of the wire protocol's `delta: "vcdiff"`
 // option.
 //
-// The encoder emits a deliberately small subset that every known decoder
-// reads (xdelta3, open-vcdiff, Ably's @ably/vcdiff-decoder): the RFC header
+// The encoder emits a deliberately small subset that plain RFC 3284
+// decoders read (the tests decode every delta with xdelta3 and with Ably's
+// @ably/vcdiff-decoder): the RFC header
 // with Hdr_Indicator 0, exactly one window whose source segment is the whole
 // source (no source segment when the source is empty), the default code
 // table with its address caches, no secondary compression and no checksum.
