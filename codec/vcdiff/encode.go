@@ -231,9 +231,10 @@ func (e *Encoder) buildIndex(j int) {
 	hb := bits.Len(uint(S + T))
 	hb = max(minBits, min(maxBits, hb))
 	e.shift = uint(32 - hb)
-	if len(e.head) != 1<<hb {
+	if cap(e.head) < 1<<hb {
 		e.head = make([]int32, 1<<hb)
 	} else {
+		e.head = e.head[:1<<hb]
 		clear(e.head)
 	}
 	if cap(e.prev) < S+T {

@@ -20,3 +20,19 @@ func TestRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// TestEncoderReuse: one Encoder, used for inputs of changing sizes (its
+// tables are resized and reused), gives the deltas of a fresh one.
+func TestEncoderReuse(t *testing.T) {
+	var e Encoder
+	ps := testPairs()
+	for i := range 3 {
+		for _, p := range ps {
+			got := e.Append(nil, p.source, p.target)
+			var fresh Encoder
+			if want := fresh.Append(nil, p.source, p.target); !bytes.Equal(got, want) {
+				t.Fatalf("pass %d, %s: the reused Encoder's delta differs from a fresh one's", i, p.name)
+			}
+		}
+	}
+}
