@@ -2,8 +2,11 @@ package loadgen
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/feedgate/feedgate/internal/oddsfeed"
 )
 
 func TestFrameRoundTrip(t *testing.T) {
@@ -47,6 +50,57 @@ func TestExtract(t *testing.T) {
 	}
 	if _, ok := extract([]byte(`{"type":"heartbeat","time":5}`), false); ok {
 		t.Fatal("a heartbeat parsed as a message")
+	}
+}
+
+// TestOddsPayload: the simulator's documents with the head the reader
+// extracts, in JSON and converted to msgpack; the k-th payload of a channel
+// is the same document whatever the order of the calls across channels.
+func TestOddsPayload(t *testing.T) {
+	mk := func() Payload {
+		feed, err := oddsfeed.New(oddsfeed.Config{Events: 2, MarketsPerEvent: 3, Seed: 42})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Odds(feed)
+	}
+	a, b := mk(), mk()
+	var pa [][]byte
+	for seq := int64(1); seq <= 20; seq++ {
+		for ci := 0; ci < 6; ci++ {
+			p := a(nil, 1000+seq, seq, ci)
+			if ci == 4 {
+				pa = append(pa, p)
+			}
+			var doc struct {
+				TS, Seq, CI int64
+				MarketID    string `json:"market_id"`
+				Selections  []oddsfeed.Selection
+			}
+			if err := json.Unmarshal(p, &doc); err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			if doc.TS != 1000+seq || doc.Seq != seq || doc.CI != int64(ci) || doc.MarketID == "" || len(doc.Selections) < 2 {
+				t.Fatalf("seq %d ci %d: %s", seq, ci, p)
+			}
+			for _, bin := range []bool{false, true} {
+				in := p
+				if bin {
+					var err error
+					if in, err = jsonToMsgpack(nil, p); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if s, ok := extract(in, bin); !ok || s != (sample{1000 + seq, seq, int64(ci)}) {
+					t.Fatalf("binary %v: extract %v %v from %s", bin, s, ok, p)
+				}
+			}
+		}
+	}
+	for seq := int64(1); seq <= 20; seq++ { // channel 4 alone this time
+		if p := b(nil, 1000+seq, seq, 4); !bytes.Equal(p, pa[seq-1]) {
+			t.Fatalf("message %d of channel 4 depends on the other channels:\n%s\n%s", seq, p, pa[seq-1])
+		}
 	}
 }
 
@@ -112,7 +166,11 @@ func againstPeer(t *testing.T, tg Target, connect func(*Reader, []*Sub, []string
 	if cr.Attached != 50 {
 		t.Fatalf("attached %d of 50: %s", cr.Attached, cr.FirstErr)
 	}
-	pub, err := NewWSPublisher(tg, channels, []int{0, 1}, Odds())
+	feed, err := oddsfeed.New(oddsfeed.Config{Events: 1, MarketsPerEvent: 2, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := NewWSPublisher(tg, channels, []int{0, 1}, Odds(feed))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,10 @@ package loadgen
 
 import (
 	"strconv"
+	"sync"
+	"time"
+
+	"github.com/feedgate/feedgate/internal/oddsfeed"
 )
 
 // Payload appends the data of one message: a JSON object whose first keys are
@@ -32,33 +36,21 @@ func Padded(size int) Payload {
 	}
 }
 
-var selectionNames = []string{"Home", "Draw", "Away", "Over 2.5", "Under 2.5", "Both teams score"}
-
-// Odds returns an odds-shaped payload: one market with two to six selections
-// (depending on the channel) whose prices move with the sequence number.
-// Typical size is 250-600 bytes.
-func Odds() Payload {
+// Odds returns the payloads of a simulated odds feed (internal/oddsfeed):
+// message seq on channel ci is the feed's next price move of market slot
+// ci (feed.Channel(ci) is the channel's name), its full JSON document with
+// the head keys first. Each market moves on its own random source, so
+// the k-th message of a channel is the same document in every run,
+// whichever order the publishers' goroutines ask in; the stamp changes.
+// Safe for concurrent use (one lock around the feed).
+func Odds(feed *oddsfeed.Feed) Payload {
+	var mu sync.Mutex
 	return func(dst []byte, ts, seq int64, ci int) []byte {
+		mu.Lock()
+		u := feed.Move(ci, time.Unix(0, ts))
+		mu.Unlock()
 		dst = appendHead(dst, ts, seq, ci)
-		dst = append(dst, `,"market":{"id":"mkt-`...)
-		dst = strconv.AppendInt(dst, int64(ci), 10)
-		dst = append(dst, `","event":"ev-`...)
-		dst = strconv.AppendInt(dst, int64(ci/3), 10)
-		dst = append(dst, `","name":"Match Result","status":"open","inplay":true,"selections":[`...)
-		n := 2 + ci%5
-		for i := 0; i < n; i++ {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `{"id":"sel-`...)
-			dst = strconv.AppendInt(dst, int64(i+1), 10)
-			dst = append(dst, `","name":"`...)
-			dst = append(dst, selectionNames[i]...)
-			dst = append(dst, `","price":`...)
-			price := 1.2 + float64((seq*7+int64(i)*13+int64(ci))%900)/100
-			dst = strconv.AppendFloat(dst, price, 'f', 2, 64)
-			dst = append(dst, `,"suspended":false}`...)
-		}
-		return append(dst, "]}}"...)
+		dst = append(dst, ',')
+		return append(dst, u.Payload[1:]...)
 	}
 }

@@ -3,13 +3,14 @@ package suite
 import (
 	"fmt"
 	"slices"
-	"strconv"
 
 	"github.com/feedgate/feedgate/bench/loadgen"
+	"github.com/feedgate/feedgate/internal/oddsfeed"
 )
 
 // OddsParams: many channels, subscribers on a few channels each chosen with
-// Zipf skew, odds-shaped payloads, in every wire variant.
+// Zipf skew, the payloads of the odds-feed simulator (internal/oddsfeed) at
+// a fixed seed, in every wire variant.
 type OddsParams struct {
 	Channels       int       `json:"channels"`
 	Subscribers    int       `json:"subscribers"`
@@ -21,13 +22,21 @@ type OddsParams struct {
 	Publishers     int       `json:"websocket_publishers"`
 	Spread         string    `json:"publish_spread"`
 	Payload        string    `json:"payload"`
+	// The simulator's shape: Channels = Events x MarketsPerEvent, one
+	// channel per market, channel index i = market i%MarketsPerEvent of
+	// event i/MarketsPerEvent.
+	Events          int    `json:"sim_events"`
+	MarketsPerEvent int    `json:"sim_markets_per_event"`
+	Seed            uint64 `json:"sim_seed"`
 }
 
 func oddsParams(quick bool) OddsParams {
 	p := OddsParams{Channels: 2000, Subscribers: 10000, ChannelsPerSub: 5, Skews: []float64{1.0, 0.6},
 		Rate: 1000, WindowSec: 15, DrainSec: 5, Publishers: 4,
-		Spread:  "uniform: message i goes to channel (i*7919) mod channels; channel rank 0 is the most subscribed",
-		Payload: "one market, 2-6 selections with prices, about 300-550 bytes of JSON"}
+		Spread: "uniform: message i goes to channel (i*7919) mod channels; channel rank 0 is the most subscribed",
+		Payload: "internal/oddsfeed: message k of a channel is its market's k-th price move, the whole market document " +
+			"(2-20 selections, with the ts/seq/ci head about 400-1,560 bytes of JSON, 610 on average), seed 42",
+		Events: 100, MarketsPerEvent: 20, Seed: 42}
 	if quick {
 		p.Subscribers, p.WindowSec, p.DrainSec = 2000, 4, 3
 	}
@@ -37,9 +46,18 @@ func oddsParams(quick bool) OddsParams {
 func (s *Suite) oddsfeed() *ScenarioResult {
 	p := oddsParams(s.opt.Quick)
 	sr := s.section("oddsfeed", p)
+	feedCfg := oddsfeed.Config{Events: p.Events, MarketsPerEvent: p.MarketsPerEvent, Seed: p.Seed}
+	feed, err := oddsfeed.New(feedCfg)
+	if err == nil && feed.Markets() != p.Channels {
+		err = fmt.Errorf("%d markets for %d channels", feed.Markets(), p.Channels)
+	}
+	if err != nil {
+		s.note(sr, "not run: odds feed simulator: %v", err)
+		return sr
+	}
 	channels := make([]string, p.Channels)
 	for i := range channels {
-		channels[i] = "odds:" + strconv.Itoa(i)
+		channels[i] = feed.Channel(i)
 	}
 	servers := s.servers(sr, "ours", "peer")
 	for _, skew := range p.Skews {
@@ -69,7 +87,9 @@ func (s *Suite) oddsfeed() *ScenarioResult {
 				formats = []string{"json", "msgpack"}
 			}
 			for _, f := range formats {
-				run := s.oddsRun(server, f, variant, p, channels, subSets, subsPer)
+				// A fresh feed per run: every run publishes the same documents.
+				feed, _ := oddsfeed.New(feedCfg)
+				run := s.oddsRun(server, f, variant, p, channels, subSets, subsPer, loadgen.Odds(feed))
 				runs = append(runs, run)
 				sr.Runs = append(sr.Runs, run)
 			}
@@ -86,7 +106,7 @@ func (s *Suite) oddsfeed() *ScenarioResult {
 	return sr
 }
 
-func (s *Suite) oddsRun(server, format, variant string, p OddsParams, channels []string, subSets [][]int32, subsPer []int64) *RunResult {
+func (s *Suite) oddsRun(server, format, variant string, p OddsParams, channels []string, subSets [][]int32, subsPer []int64, payload loadgen.Payload) *RunResult {
 	run := &RunResult{Server: server, Target: server, Variant: variant}
 	proc, t, err := s.start(server, format, nil, nil)
 	if err != nil {
@@ -113,7 +133,7 @@ func (s *Suite) oddsRun(server, format, variant string, p OddsParams, channels [
 		run.Error = fmt.Sprintf("only %d of %d subscribers attached: %s", cr.Attached, p.Subscribers, cr.FirstErr)
 		return run
 	}
-	if l.pubs, err = publishers(t, channels, p.Publishers, loadgen.Odds()); err != nil {
+	if l.pubs, err = publishers(t, channels, p.Publishers, payload); err != nil {
 		run.Error = err.Error()
 		return run
 	}
