@@ -22,8 +22,13 @@ func TestFlagsDefaults(t *testing.T) {
 	}
 	if o.addr != ":8080" || o.backbone != "auto" || o.prefix != "feedgate" || o.shards != 8 || o.createTopics ||
 		o.shutdownTimeout != 30*time.Second || o.heartbeat != 20*time.Second || o.gapWait != 15*time.Second ||
-		o.historySize != 1000 || o.sendQueue != 1<<20 || o.maxFrame != 64<<10 || o.logLevel != "info" {
+		o.historySize != 1000 || o.sendQueue != 1<<20 || o.maxFrame != 64<<10 || o.logLevel != "info" ||
+		o.warmHistory != time.Minute {
 		t.Fatalf("defaults: %+v", o)
+	}
+	o, err = parseFlags(nil, envOf(map[string]string{"EDGE_WARM_HISTORY": "0"}))
+	if err != nil || o.warmHistory != 0 {
+		t.Fatalf("EDGE_WARM_HISTORY=0: %v, warm history %v, want 0 (off)", err, o.warmHistory)
 	}
 }
 

@@ -43,8 +43,8 @@ resource "google_pubsub_topic_iam_member" "edge_subscriber" {
   member = local.edge_member
 }
 
-# "Subscription editor" for its own subscriptions: create, read, consume,
-# delete. (A deleted custom role's ID cannot be reused for a while; rename
+# "Subscription editor" for its own subscriptions: create, read, consume
+# (Seek included), delete. (A deleted custom role's ID cannot be reused for a while; rename
 # var.subscription_role_id if you recreate it.)
 resource "google_project_iam_custom_role" "edge_subscriptions" {
   role_id     = var.subscription_role_id
@@ -55,6 +55,9 @@ resource "google_project_iam_custom_role" "edge_subscriptions" {
     "pubsub.subscriptions.get",
     "pubsub.subscriptions.consume",
     "pubsub.subscriptions.delete",
+    # History warming at start: a topic's retention, and its subscriptions
+    # (to delete those a previous process with the same EDGE_ID left).
+    "pubsub.topics.get",
   ]
 }
 

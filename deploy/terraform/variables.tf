@@ -28,9 +28,9 @@ variable "shards" {
 }
 
 variable "message_retention_duration" {
-  description = "Optional topic message retention, e.g. \"86400s\" (10 minutes to 31 days). Lets an operator seek a subscription back in time; billed as storage. The edge does not use it yet (history warm-up is not implemented). null: no topic retention."
+  description = "Topic message retention (10 minutes to 31 days), billed as storage. A starting edge replays the last EDGE_WARM_HISTORY (default 1m) of the topics into its history, so that the clients of a restarted edge resume; the retention must cover it (docs/operations.md, Warming history at start). null: no retention, and new edges start with empty history."
   type        = string
-  default     = null
+  default     = "600s"
 }
 
 variable "labels" {
