@@ -133,17 +133,18 @@ func (s *Server) newConn(ws *websocket.Conn, format codec.Format, access codec.A
 		srv:      s,
 		id:       s.connSeq.Add(1),
 		ws:       ws,
-		nc:       rawConn(ws.NetConn()),
 		format:   format,
 		access:   access,
 		attached: make(map[string]codec.AttachOptions),
 	}
 	c.remote = remote
-	if tc, ok := c.nc.(*net.TCPConn); ok {
+	var tc *net.TCPConn
+	c.nc, tc = socketOf(rawConn(ws.NetConn())) // under TLS: no raw writes (c.rc stays nil)
+	if tc != nil {
 		if s.cfg.SocketSendBuffer > 0 {
 			_ = tc.SetWriteBuffer(s.cfg.SocketSendBuffer)
 		}
-		if rc, err := tc.SyscallConn(); err == nil {
+		if rc, err := tc.SyscallConn(); err == nil && c.nc == net.Conn(tc) {
 			c.rc = rc
 		}
 	}

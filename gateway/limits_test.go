@@ -379,6 +379,9 @@ func TestConnectionCapPerKey(t *testing.T) {
 		}
 		held = append(held, ws)
 	}
+	// A connection is counted once its upgrade handler ran, just after the
+	// client saw the handshake.
+	edgetest.WaitFor(t, "both connections to be counted", func() bool { return e.Srv.Stats().Connections == 2 })
 	if st, code, _ := dialStatus(t, e.URL, bearer(keyA)); st != http.StatusTooManyRequests || code != codec.CodeTooManyConnections {
 		t.Fatalf("third connection of a key: %d %v, want 429 too_many_connections", st, code)
 	}
@@ -409,6 +412,7 @@ func TestMaxConnections(t *testing.T) {
 	e := edgetest.MustStartEdge(t, gateway.Config{Limits: gateway.Limits{MaxConnections: 2}}, nil)
 	a := edgetest.MustDial(t, e.URL, client.Options{})
 	edgetest.MustDial(t, e.URL, client.Options{})
+	edgetest.WaitFor(t, "both connections to be counted", func() bool { return e.Srv.Stats().Connections == 2 })
 	if st, code, _ := dialStatus(t, e.URL, nil); st != http.StatusServiceUnavailable || code != codec.CodeEdgeFull {
 		t.Fatalf("over the cap: %d %v, want 503 edge_full", st, code)
 	}
@@ -480,5 +484,60 @@ func TestLimitsConfig(t *testing.T) {
 				t.Fatal("accepted")
 			}
 		})
+	}
+}
+
+// TestConnectionCapRace: connections of one key racing past the check
+// before the handshake are admitted only up to the cap; the others are
+// refused with 429 before the handshake or, having raced past it, closed
+// with close code 4528.
+func TestConnectionCapRace(t *testing.T) {
+	e := edgetest.MustStartEdge(t, gateway.Config{Authorizer: mustStatic(t, keyA), Limits: gateway.Limits{ConnsPerKey: 1}}, nil)
+	const n = 20
+	refused := make(chan string, n) // how each refused connection was told
+	for range n {
+		go func() {
+			ws, resp, err := websocket.DefaultDialer.DialContext(t.Context(), e.URL+"/v1/ws", bearer(keyA))
+			if err != nil {
+				if resp != nil {
+					resp.Body.Close()
+					refused <- fmt.Sprint("HTTP ", resp.StatusCode)
+				} else if t.Context().Err() == nil {
+					refused <- err.Error()
+				}
+				return
+			}
+			defer ws.Close()
+			for {
+				_, _, err := ws.ReadMessage()
+				var ce *websocket.CloseError
+				if errors.As(err, &ce) {
+					refused <- fmt.Sprint("close ", ce.Code)
+					return
+				}
+				if err != nil {
+					return // the test ended: this one was admitted
+				}
+			}
+		}()
+	}
+	for range n - 1 {
+		select {
+		case how := <-refused:
+			if how != "HTTP 429" && how != fmt.Sprint("close ", int(codec.CodeTooManyConnections)) {
+				t.Fatalf("refused with %s", how)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("fewer than n-1 connections refused within 10s")
+		}
+	}
+	edgetest.WaitFor(t, "the admitted connection to be counted", func() bool { return e.Srv.Stats().Connections == 1 })
+	if st := e.Srv.Stats(); st.Refused[gateway.RefusedConnsPerKey] != n-1 {
+		t.Fatalf("refused %d, want %d", st.Refused[gateway.RefusedConnsPerKey], n-1)
+	}
+	select {
+	case how := <-refused:
+		t.Fatalf("the %dth connection was refused too (%s)", n, how)
+	default:
 	}
 }
