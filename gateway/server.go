@@ -77,6 +77,9 @@ type Stats struct {
 	// Refused counts requests refused for a limit or a policy, by reason
 	// (a WebSocket publish or attach, an HTTP batch, an upgrade).
 	Refused [NumRefusals]uint64
+	// Keys is how many API keys and token subjects the edge remembers
+	// limits for (bounded: see Limits.MaxKeys).
+	Keys int
 }
 
 // New returns a Server relaying through bb. It does not listen yet.
@@ -222,6 +225,9 @@ func (s *Server) Stats() Stats {
 	}
 	for r := range NumRefusals {
 		st.Refused[r] = s.stats.refused[r].Load()
+	}
+	if s.lim != nil {
+		st.Keys, _ = s.lim.remembered()
 	}
 	st.SlowConsumers = st.Ends[EndSlowConsumer]
 	st.IdleDrops = st.Ends[EndIdleTimeout]
