@@ -126,7 +126,7 @@ type Limits struct {
 	// cap). Over it, upgrades are refused with edge_full.
 	MaxConnections int
 	// MaxKeys bounds the principals remembered while they hold no
-	// connection (default 65,536, about 300 bytes each). A principal
+	// connection (default 65,536, about 270 bytes each). A principal
 	// without connections whose buckets have filled up again is forgotten
 	// at no cost; past MaxKeys, an arbitrary one without connections is
 	// forgotten early (it starts again with full buckets).

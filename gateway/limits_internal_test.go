@@ -262,3 +262,19 @@ func FuzzOrigin(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkTake: what the limits add to one publish: the connection's
+// bucket and its key's, shared by parallel publishers.
+func BenchmarkTake(b *testing.B) {
+	shared := Rate{PerSecond: 1e12, Burst: 1 << 30}.newLimiter()
+	b.RunParallel(func(pb *testing.PB) {
+		own := Rate{PerSecond: 1e12, Burst: 1 << 30}.newLimiter()
+		now := t0
+		for pb.Next() {
+			now = now.Add(time.Microsecond)
+			if w, _ := take(now, 1, own, shared); w != 0 {
+				b.Fatal("refused")
+			}
+		}
+	})
+}
