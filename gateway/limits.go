@@ -238,9 +238,10 @@ type limiter struct {
 	// buckets again, as good as new.
 	idleAfter time.Duration
 
-	mu   sync.Mutex // guards the fields below and every principal's conns and lastUsed
-	keys map[string]*principal
-	idle int // principals with no connection
+	mu      sync.Mutex // guards the fields below and every principal's conns and lastUsed
+	keys    map[string]*principal
+	idle    int   // principals with no connection
+	sweptAt int64 // Unix nanoseconds of the last sweep
 }
 
 func newLimiter(cfg Limits) *limiter {
@@ -256,7 +257,9 @@ func newLimiter(cfg Limits) *limiter {
 func (l *limiter) getLocked(name string, now time.Time) *principal {
 	p, ok := l.keys[name]
 	if !ok {
-		if l.idle >= l.cfg.MaxKeys {
+		// At the bound, a sweep (of the whole table) runs at most once a
+		// second; in between, an arbitrary idle principal makes room.
+		if l.idle >= l.cfg.MaxKeys && now.UnixNano()-l.sweptAt >= int64(time.Second) {
 			l.sweepLocked(now)
 		}
 		if l.idle >= l.cfg.MaxKeys {
@@ -364,6 +367,7 @@ func (l *limiter) sweep(now time.Time) {
 }
 
 func (l *limiter) sweepLocked(now time.Time) {
+	l.sweptAt = now.UnixNano()
 	before := now.Add(-l.idleAfter).UnixNano()
 	for k, p := range l.keys {
 		if p.conns == 0 && p.lastUsed <= before {
