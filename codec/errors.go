@@ -24,6 +24,7 @@ const (
 	CodeUnsupportedOption Code = 4007 // an attach option this edge does not implement yet
 	CodeUnauthorized      Code = 4010 // no or unknown credentials for the operation
 	CodeForbidden         Code = 4030 // credentials valid, operation not allowed
+	CodeOriginNotAllowed  Code = 4035 // the browser page's Origin is not on the edge's allow-list
 
 	// Connection-level reasons, sent in a disconnect frame and as the close code.
 	CodeTooManyErrors Code = 4100 // the client kept sending bad frames
@@ -35,6 +36,9 @@ const (
 	CodeInternal            Code = 4500 // unexpected failure inside the edge
 	CodeBackboneUnavailable Code = 4503 // the backbone did not accept the publish (down, paused or rejected)
 	CodePublishTimeout      Code = 4504 // the backbone did not answer within the publish timeout
+	CodeEdgeFull            Code = 4505 // the edge holds as many connections as it may; connect to another edge
+	CodeTooManyConnections  Code = 4528 // the key or subject holds as many connections on this edge as it may
+	CodeRateLimited         Code = 4529 // over a publish or attach rate limit; retry later
 )
 
 var codeNames = map[Code]string{
@@ -48,6 +52,7 @@ var codeNames = map[Code]string{
 	CodeUnsupportedOption:   "unsupported_option",
 	CodeUnauthorized:        "unauthorized",
 	CodeForbidden:           "forbidden",
+	CodeOriginNotAllowed:    "origin_not_allowed",
 	CodeTooManyErrors:       "too_many_errors",
 	CodeSlowConsumer:        "slow_consumer",
 	CodeGoingAway:           "going_away",
@@ -55,6 +60,9 @@ var codeNames = map[Code]string{
 	CodeInternal:            "internal",
 	CodeBackboneUnavailable: "backbone_unavailable",
 	CodePublishTimeout:      "publish_timeout",
+	CodeEdgeFull:            "edge_full",
+	CodeTooManyConnections:  "too_many_connections",
+	CodeRateLimited:         "rate_limited",
 }
 
 // String returns the code's stable short name, e.g. "invalid_channel".

@@ -53,6 +53,16 @@ type Config struct {
 	// clients that mostly listen).
 	ReadBufferSize int
 
+	// Limits bounds publishes, attaches and connections per connection and
+	// per key or token subject (limits.go).
+	Limits Limits
+	// AllowedOrigins, if set, lists the browser origins that may open a
+	// WebSocket connection: exact ("https://odds.example.com") or with a
+	// wildcard host ("https://*.example.com"); see origin.go for the rules.
+	// Requests without an Origin header (clients that are not browsers) are
+	// always allowed. Empty: every origin may connect.
+	AllowedOrigins []string
+
 	// Authorizer decides what clients may do. Required.
 	Authorizer Authorizer
 	// Observer, if set, is told the latencies worth a histogram (see
@@ -112,5 +122,5 @@ func (c *Config) setDefaults() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return nil
+	return c.Limits.setDefaults(c.MaxChannelsPerConn, c.MaxBatch)
 }

@@ -61,6 +61,9 @@ type conn struct {
 	access codec.Access
 	remote string // the client's address, for logs
 
+	principal *principal  // the key or subject limits count against; nil: the connection is its own
+	lim       *connLimits // made on first use; owned by the reader
+
 	lastRead atomic.Int64 // Unix nanoseconds of the last frame read
 
 	// Owned by the reader goroutine.

@@ -80,18 +80,31 @@ func (s *Server) serveWS(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusBadRequest, codec.AsError(err))
 		return
 	}
-	access, err := s.cfg.Authorizer.Authorize(credentials(ctx))
+	if !s.checkOrigin(ctx) {
+		return
+	}
+	creds := credentials(ctx)
+	access, err := s.cfg.Authorizer.Authorize(creds)
 	if err != nil {
 		writeError(ctx, httpStatus(codec.AsError(err).Code), codec.AsError(err))
 		return
 	}
+	pname := principalName(access, creds)
+	if !s.checkConnect(ctx, pname) {
+		return
+	}
 	remote := ctx.RemoteAddr().String()
 	err = s.upgrader.Upgrade(ctx, func(ws *websocket.Conn) {
+		p, ok := s.admit(ws, pname)
+		if !ok {
+			return
+		}
 		s.admitMu.Lock()
 		if s.draining.Load() {
 			// Shutdown began after the check above: tell the client to go
 			// elsewhere rather than start a connection the drain missed.
 			s.admitMu.Unlock()
+			s.lim.release(p, s.cfg.Now())
 			msg := websocket.FormatCloseMessage(int(codec.CodeGoingAway), "edge is draining; connect to another edge")
 			_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 			ws.Close()
@@ -100,6 +113,7 @@ func (s *Server) serveWS(ctx *fasthttp.RequestCtx) {
 		s.readers.Add(1)
 		s.admitMu.Unlock()
 		c := s.newConn(ws, format, access, remote)
+		c.principal = p
 		// Hand the connection to a goroutine of its own and return: fasthttp
 		// then releases the request context and its worker goroutine (with
 		// KeepHijackedConns it leaves the socket to us), instead of holding
@@ -119,17 +133,18 @@ func (s *Server) newConn(ws *websocket.Conn, format codec.Format, access codec.A
 		srv:      s,
 		id:       s.connSeq.Add(1),
 		ws:       ws,
-		nc:       rawConn(ws.NetConn()),
 		format:   format,
 		access:   access,
 		attached: make(map[string]codec.AttachOptions),
 	}
 	c.remote = remote
-	if tc, ok := c.nc.(*net.TCPConn); ok {
+	var tc *net.TCPConn
+	c.nc, tc = socketOf(rawConn(ws.NetConn())) // under TLS: no raw writes (c.rc stays nil)
+	if tc != nil {
 		if s.cfg.SocketSendBuffer > 0 {
 			_ = tc.SetWriteBuffer(s.cfg.SocketSendBuffer)
 		}
-		if rc, err := tc.SyscallConn(); err == nil {
+		if rc, err := tc.SyscallConn(); err == nil && c.nc == net.Conn(tc) {
 			c.rc = rc
 		}
 	}
@@ -162,6 +177,7 @@ func (c *conn) run() {
 	defer func() {
 		s.conns.Delete(c)
 		s.nconns.Add(-1)
+		s.lim.release(c.principal, s.cfg.Now())
 	}()
 	if s.draining.Load() {
 		c.disconnect(EndGoingAway, codec.Errorf(codec.CodeGoingAway, "edge is shutting down"), true)
@@ -208,7 +224,8 @@ func (s *Server) servePublish(ctx *fasthttp.RequestCtx, channel string) {
 		writeError(ctx, fasthttp.StatusServiceUnavailable, codec.Errorf(codec.CodeGoingAway, "edge is draining; publish to another edge"))
 		return
 	}
-	if !s.allowHTTP(ctx, channel, codec.Access.CanPublish) {
+	access, ok := s.allowHTTP(ctx, channel, codec.Access.CanPublish)
+	if !ok {
 		return
 	}
 	var body httpPublishBody
@@ -236,6 +253,9 @@ func (s *Server) servePublish(ctx *fasthttp.RequestCtx, channel string) {
 			writeError(ctx, fasthttp.StatusBadRequest, codec.Errorf(codec.CodeBadRequest, "message %d: %s", i, codec.AsError(err).Message))
 			return
 		}
+	}
+	if !s.limitHTTPPublish(ctx, access, len(batch)) {
+		return
 	}
 	results := make([]httpResult, len(batch))
 	var wg sync.WaitGroup
@@ -320,9 +340,11 @@ func httpStatus(c codec.Code) int {
 		return fasthttp.StatusRequestEntityTooLarge
 	case codec.CodeUnauthorized:
 		return fasthttp.StatusUnauthorized
-	case codec.CodeForbidden:
+	case codec.CodeForbidden, codec.CodeOriginNotAllowed:
 		return fasthttp.StatusForbidden
-	case codec.CodeBackboneUnavailable, codec.CodeGoingAway:
+	case codec.CodeRateLimited, codec.CodeTooManyConnections:
+		return fasthttp.StatusTooManyRequests
+	case codec.CodeBackboneUnavailable, codec.CodeGoingAway, codec.CodeEdgeFull:
 		return fasthttp.StatusServiceUnavailable
 	case codec.CodePublishTimeout:
 		return fasthttp.StatusGatewayTimeout
@@ -385,7 +407,7 @@ type historyMessage struct {
 // serveHistory answers GET /v1/channels/{channel}/history?limit=N&before=C:
 // the channel's history on this edge, newest first, paged by cursor.
 func (s *Server) serveHistory(ctx *fasthttp.RequestCtx, channel string) {
-	if !s.allowHTTP(ctx, channel, codec.Access.CanAttach) {
+	if _, ok := s.allowHTTP(ctx, channel, codec.Access.CanAttach); !ok {
 		return
 	}
 	q := ctx.QueryArgs()
@@ -412,11 +434,12 @@ func (s *Server) serveHistory(ctx *fasthttp.RequestCtx, channel string) {
 }
 
 // allowHTTP checks an HTTP request's channel name and credentials against
-// the operation (an Access method); if refused, it writes the error.
-func (s *Server) allowHTTP(ctx *fasthttp.RequestCtx, channel string, op func(codec.Access, string) error) bool {
+// the operation (an Access method) and returns the access; if refused, it
+// writes the error.
+func (s *Server) allowHTTP(ctx *fasthttp.RequestCtx, channel string, op func(codec.Access, string) error) (codec.Access, bool) {
 	if err := codec.ValidateChannel(channel); err != nil {
 		writeError(ctx, fasthttp.StatusBadRequest, codec.AsError(err))
-		return false
+		return nil, false
 	}
 	access, err := s.cfg.Authorizer.Authorize(credentials(ctx))
 	if err == nil {
@@ -424,9 +447,9 @@ func (s *Server) allowHTTP(ctx *fasthttp.RequestCtx, channel string, op func(cod
 	}
 	if err != nil {
 		writeError(ctx, httpStatus(codec.AsError(err).Code), codec.AsError(err))
-		return false
+		return nil, false
 	}
-	return true
+	return access, true
 }
 
 // parseHistoryQuery reads the history endpoint's limit (default 100, 1 to

@@ -40,12 +40,17 @@ func (c *conn) refuse(t codec.FrameType, ref uint64, channel string, e *codec.Er
 	if e.Code.Retryable() {
 		return
 	}
-	now := c.srv.cfg.Now()
+	c.srv.stats.badFrames.Add(1)
+	c.countError(c.srv.cfg.Now())
+}
+
+// countError counts one refusal against the connection's error budget; a
+// client over it is disconnected.
+func (c *conn) countError(now time.Time) {
 	if time.Duration(now.UnixNano()-c.errWindow) > c.srv.cfg.ErrorWindow {
 		c.errWindow, c.errCount = now.UnixNano(), 0
 	}
 	c.errCount++
-	c.srv.stats.badFrames.Add(1)
 	if c.errCount > c.srv.cfg.MaxErrors {
 		c.disconnect(EndTooManyErrors, codec.Errorf(codec.CodeTooManyErrors, "more than %d bad frames within %v", c.srv.cfg.MaxErrors, c.srv.cfg.ErrorWindow), false)
 	}
@@ -62,6 +67,12 @@ func (c *conn) attach(fr *codec.Frame) {
 	}
 	if _, ok := c.attached[fr.Channel]; !ok && len(c.attached) >= c.srv.cfg.MaxChannelsPerConn {
 		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.Errorf(codec.CodeTooManyChannels, "a connection may attach at most %d channels", c.srv.cfg.MaxChannelsPerConn))
+		return
+	}
+	now := c.srv.cfg.Now()
+	if e := c.limitAttach(now); e != nil {
+		c.refuse(fr.Type, fr.Ref, fr.Channel, e)
+		c.strike(now, false)
 		return
 	}
 	// On a starting edge, an attach waits for the backbone's replay (at
@@ -110,6 +121,10 @@ func (c *conn) publish(fr *codec.Frame) {
 	if first := c.order.admit(ch, m.ID); first != "" {
 		c.send(&codec.Frame{Type: codec.FrameNack, Ref: ref, Channel: ch, Msg: codec.Message{ID: m.ID},
 			Err: codec.Errorf(codec.CodeBackboneUnavailable, "an earlier publish on this channel was refused (id %q); publish again from it", first)})
+		c.strike(c.srv.cfg.Now(), true)
+		return
+	}
+	if now := c.srv.cfg.Now(); c.refuseOverRate(now, ref, ch, &m) {
 		return
 	}
 	c.srv.publish(&m, func(id string, err error) {

@@ -31,6 +31,8 @@ type Server struct {
 	idPrefix string        // random per process: IDs stay unique across restarts
 	idSeq    atomic.Uint64 // next assigned message ID
 	connSeq  atomic.Uint64
+	lim      *limiter
+	origins  *origins // nil: any origin
 
 	conns  sync.Map // *conn -> struct{}
 	nconns atomic.Int64
@@ -55,6 +57,7 @@ type Server struct {
 type serverStats struct {
 	endStats
 	badFrames atomic.Uint64
+	refused   [NumRefusals]atomic.Uint64
 }
 
 // Stats is a snapshot of a server's counters.
@@ -72,6 +75,12 @@ type Stats struct {
 	// consumer overflowed, what a client that left did not take, what was
 	// offered to a connection already ending.
 	Dropped [NumEndReasons]uint64
+	// Refused counts requests refused for a limit or a policy, by reason
+	// (a WebSocket publish or attach, an HTTP batch, an upgrade).
+	Refused [NumRefusals]uint64
+	// Keys is how many API keys and token subjects the edge remembers
+	// limits for (bounded: see Limits.MaxKeys).
+	Keys int
 }
 
 // New returns a Server relaying through bb. It does not listen yet.
@@ -81,6 +90,10 @@ func New(cfg Config, bb Backbone) (*Server, error) {
 	}
 	if bb == nil {
 		return nil, errors.New("gateway: nil Backbone")
+	}
+	allowed, err := newOrigins(cfg.AllowedOrigins)
+	if err != nil {
+		return nil, err
 	}
 	var rnd [5]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
@@ -95,13 +108,15 @@ func New(cfg Config, bb Backbone) (*Server, error) {
 		warmed:   make(chan struct{}),
 		flushEnd: make(chan struct{}),
 		flushers: newFlushers(),
+		lim:      newLimiter(cfg.Limits),
+		origins:  allowed,
 	}
 	s.upgrader = websocket.FastHTTPUpgrader{
 		ReadBufferSize:  cfg.ReadBufferSize,
 		WriteBufferSize: 256, // the library writes nothing but its own rare control replies
 		WriteBufferPool: &sync.Pool{},
-		// Browsers on any origin may subscribe; access is decided by the
-		// Authorizer, not by Origin.
+		// Origin is checked before the upgrade (AllowedOrigins), so that a
+		// refusal gets the protocol's JSON error.
 		CheckOrigin: func(*fasthttp.RequestCtx) bool { return true },
 	}
 	s.http = &fasthttp.Server{
@@ -250,6 +265,12 @@ func (s *Server) Stats() Stats {
 		st.Ends[r] = s.stats.ends[r].Load()
 		st.Dropped[r] = s.stats.dropped[r].Load()
 	}
+	for r := range NumRefusals {
+		st.Refused[r] = s.stats.refused[r].Load()
+	}
+	if s.lim != nil {
+		st.Keys, _ = s.lim.remembered()
+	}
 	st.SlowConsumers = st.Ends[EndSlowConsumer]
 	st.IdleDrops = st.Ends[EndIdleTimeout]
 	st.WriteTimeouts = st.Ends[EndWriteTimeout]
@@ -286,6 +307,7 @@ func (s *Server) heartbeats() {
 			frames[f] = appendFrame(nil, dataOpcode(codec.Format(f)), payload)
 		}
 		s.hub.sweep(idleChannelTTL)
+		s.lim.sweep(now)
 		idleBefore := now.Add(-s.cfg.IdleTimeout).UnixNano()
 		s.conns.Range(func(k, _ any) bool {
 			c := k.(*conn)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/feedgate/feedgate/gateway"
 )
 
 func envOf(kv map[string]string) func(string) (string, bool) {
@@ -102,4 +104,62 @@ func TestFlagsBadInput(t *testing.T) {
 			t.Fatalf("err %v, want flag.ErrHelp", err)
 		}
 	})
+}
+
+func TestFlagsLimits(t *testing.T) {
+	t.Run("defaults", func(t *testing.T) {
+		o, err := parseFlags(nil, envOf(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.limits != (gateway.Limits{}) || o.allowedOrigins != nil || o.tlsCert != "" || o.tlsKey != "" {
+			t.Fatalf("limits %+v origins %q tls %q %q: want the gateway's defaults", o.limits, o.allowedOrigins, o.tlsCert, o.tlsKey)
+		}
+	})
+	t.Run("flags", func(t *testing.T) {
+		o, err := parseFlags([]string{"-publish-limit", "500:1000", "-publish-limit-conn", "off", "-attach-limit", "50",
+			"-attach-limit-conn", "2.5:10", "-max-conns-per-key", "3", "-max-conns", "100",
+			"-allowed-origins", "https://a.example.com, https://*.b.example.com,", "-tls-cert", "c.pem", "-tls-key", "k.pem"}, envOf(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := gateway.Limits{
+			PublishPerKey: gateway.Rate{PerSecond: 500, Burst: 1000}, PublishPerConn: gateway.Rate{PerSecond: -1},
+			AttachPerKey: gateway.Rate{PerSecond: 50}, AttachPerConn: gateway.Rate{PerSecond: 2.5, Burst: 10},
+			ConnsPerKey: 3, MaxConnections: 100,
+		}
+		if o.limits != want {
+			t.Fatalf("limits %+v, want %+v", o.limits, want)
+		}
+		if strings.Join(o.allowedOrigins, " ") != "https://a.example.com https://*.b.example.com" || o.tlsCert != "c.pem" || o.tlsKey != "k.pem" {
+			t.Fatalf("origins %q, tls %q %q", o.allowedOrigins, o.tlsCert, o.tlsKey)
+		}
+	})
+	t.Run("environment", func(t *testing.T) {
+		o, err := parseFlags(nil, envOf(map[string]string{"EDGE_PUBLISH_LIMIT": "7:70", "EDGE_MAX_CONNS_PER_KEY": "-1", "EDGE_ALLOWED_ORIGINS": "https://x.example.com"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.limits.PublishPerKey != (gateway.Rate{PerSecond: 7, Burst: 70}) || o.limits.ConnsPerKey != -1 || len(o.allowedOrigins) != 1 {
+			t.Fatalf("%+v %q", o.limits, o.allowedOrigins)
+		}
+	})
+	for name, tc := range map[string]struct {
+		args []string
+		env  map[string]string
+	}{
+		"-publish-limit":      {env: map[string]string{"EDGE_PUBLISH_LIMIT": "fast"}},
+		"-publish-limit-conn": {args: []string{"-publish-limit-conn", "10:0"}},
+		"-attach-limit":       {args: []string{"-attach-limit", "-5"}},
+		"-attach-limit-conn":  {args: []string{"-attach-limit-conn", "1:2:3"}},
+		"EDGE_MAX_CONNS":      {env: map[string]string{"EDGE_MAX_CONNS": "many"}},
+		"-tls-key":            {args: []string{"-tls-cert", "c.pem"}},
+	} {
+		t.Run("bad "+name, func(t *testing.T) {
+			_, err := parseFlags(tc.args, envOf(tc.env))
+			if err == nil || !strings.Contains(err.Error(), name) {
+				t.Fatalf("err %v, want one naming %s", err, name)
+			}
+		})
+	}
 }

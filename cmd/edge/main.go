@@ -46,12 +46,16 @@ var (
 )
 
 type options struct {
-	addr, debugAddr, metricsAddr, backbone, project, prefix, edgeID, apiKeys, logLevel        string
-	shards                                                                                    int
-	createTopics                                                                              bool
-	shutdownTimeout, heartbeat, publishTimeout, drainPeriod, historyAge, gapWait, warmHistory time.Duration
-	historySize                                                                               int
-	sendQueue, maxFrame                                                                       int
+	addr, debugAddr, metricsAddr, backbone, project, prefix, edgeID, apiKeys, logLevel string
+	shards                                                                             int
+	createTopics                                                                       bool
+	shutdownTimeout, heartbeat, publishTimeout, drainPeriod, historyAge, gapWait       time.Duration
+	warmHistory                                                                        time.Duration
+	historySize                                                                        int
+	sendQueue, maxFrame                                                                int
+	limits                                                                             gateway.Limits // rates, connection caps (limits.go)
+	allowedOrigins                                                                     []string
+	tlsCert, tlsKey                                                                    string
 }
 
 // version is the module version and VCS revision the binary was built
@@ -110,8 +114,12 @@ func parseFlags(args []string, lookup func(string) (string, bool)) (options, err
 	fs.IntVar(&o.historySize, "history-size", ev.int("EDGE_HISTORY_SIZE", 1000), "keep at most this many messages per channel (env EDGE_HISTORY_SIZE)")
 	fs.IntVar(&o.sendQueue, "send-queue-bytes", ev.int("EDGE_SEND_QUEUE_BYTES", 1<<20), "per-connection send queue limit; past it a client is dropped as a slow consumer (env EDGE_SEND_QUEUE_BYTES)")
 	fs.IntVar(&o.maxFrame, "max-frame-bytes", ev.int("EDGE_MAX_FRAME_BYTES", 64<<10), "largest client frame accepted (env EDGE_MAX_FRAME_BYTES)")
+	lf := limitFlags(fs, ev, &o)
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if err := lf.finish(&o); err != nil {
+		ev.errs = append(ev.errs, err)
 	}
 	if len(ev.errs) > 0 {
 		return o, errors.Join(ev.errs...)
@@ -140,6 +148,11 @@ func run() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+
+	certs, err := newCertReloader(ctx, o, log)
+	if err != nil {
+		return err
+	}
 
 	bb, err := newBackbone(ctx, o, log)
 	if err != nil {
@@ -188,12 +201,20 @@ func run() error {
 		DrainPeriod:       o.drainPeriod,
 		HistoryAge:        o.historyAge,
 		HistorySize:       o.historySize,
+		Limits:            o.limits,
+		AllowedOrigins:    o.allowedOrigins,
 	}, bb)
 	if err != nil {
 		return err
 	}
 	if mx != nil {
 		if err := mx.observe(srv, bb); err != nil {
+			return err
+		}
+		if err := mx.observeLimits(srv); err != nil {
+			return err
+		}
+		if err := mx.observeTLS(certs); err != nil {
 			return err
 		}
 		mux := http.NewServeMux()
@@ -220,6 +241,9 @@ func run() error {
 	ln, err := gateway.Listen(ctx, o.addr)
 	if err != nil {
 		return err
+	}
+	if certs != nil {
+		ln = gateway.NewTLSListener(ln, certs)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ctx, ln) }()

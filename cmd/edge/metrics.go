@@ -166,3 +166,45 @@ func (x *metrics) observe(srv *gateway.Server, bb statsSource) error {
 		bbFilled, bbLate, bbRestarts, cGaps, cBroken, cLate)
 	return err
 }
+
+// observeLimits registers the counters of requests refused for a limit or
+// a policy, one series per reason, and the principals the edge remembers.
+func (x *metrics) observeLimits(srv *gateway.Server) error {
+	refused, _ := x.m.Int64ObservableCounter("feedgate.refusals", metric.WithDescription(
+		"Requests refused for a rate limit, a connection cap or the Origin allow-list, by reason (publish_rate_conn|publish_rate_key|attach_rate_conn|attach_rate_key|conns_per_key|edge_full|origin)."))
+	keys, _ := x.m.Int64ObservableGauge("feedgate.limits.keys", metric.WithDescription("API keys and token subjects whose limits this edge remembers (bounded: those holding connections, plus at most 65,536 without)."))
+	var reasons [gateway.NumRefusals]metric.ObserveOption
+	for r := range gateway.NumRefusals {
+		reasons[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r.String())))
+	}
+	_, err := x.m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := srv.Stats()
+		for r := range gateway.NumRefusals {
+			o.ObserveInt64(refused, int64(st.Refused[r]), reasons[r])
+		}
+		o.ObserveInt64(keys, int64(st.Keys))
+		return nil
+	}, refused, keys)
+	return err
+}
+
+// observeTLS registers the certificate reloads of r (nothing if r is nil).
+func (x *metrics) observeTLS(r *gateway.CertReloader) error {
+	if r == nil {
+		return nil
+	}
+	reloads, _ := x.m.Int64ObservableCounter("feedgate.tls.reloads", metric.WithDescription("TLS certificate reloads (outcome=ok: a changed certificate is served; failed: a read or load failed, the previous one stays)."))
+	notAfter, _ := x.m.Int64ObservableGauge("feedgate.tls.not_after", metric.WithDescription("Expiry of the served TLS certificate, Unix seconds."))
+	ok := metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "ok")))
+	failed := metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "failed")))
+	_, err := x.m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		n, f := r.Reloads()
+		o.ObserveInt64(reloads, int64(n), ok)
+		o.ObserveInt64(reloads, int64(f), failed)
+		if c := r.Certificate(); c != nil && c.Leaf != nil {
+			o.ObserveInt64(notAfter, c.Leaf.NotAfter.Unix())
+		}
+		return nil
+	}, reloads, notAfter)
+	return err
+}

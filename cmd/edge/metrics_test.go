@@ -1,12 +1,16 @@
 package main
 
 import (
+	"net/http"
 	"testing"
 	"time"
+
+	"github.com/fasthttp/websocket"
 
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/backbone"
 	"github.com/feedgate/feedgate/gateway"
+	"github.com/feedgate/feedgate/internal/edgetest"
 )
 
 // BenchmarkObserver: the cost the histograms add per message.
@@ -60,5 +64,53 @@ func TestEndReasonMetrics(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Fatalf("missing series: %v", want)
+	}
+}
+
+// TestRefusalMetrics: refusals are exported with one series per reason,
+// zeros included, with the count of a refusal that happened.
+func TestRefusalMetrics(t *testing.T) {
+	x, err := newMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.NewStatic(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := edgetest.MustStartEdge(t, gateway.Config{Authorizer: a, AllowedOrigins: []string{"https://odds.example.com"}}, nil)
+	if err := x.observeLimits(e.Srv); err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	h.Set("Origin", "https://evil.example.com")
+	if _, resp, err := websocket.DefaultDialer.Dial(e.URL+"/v1/ws", h); err == nil || resp == nil || resp.StatusCode != 403 {
+		t.Fatalf("upgrade from another origin: %v", err)
+	}
+	mfs, err := x.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "feedgate_refusals_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" {
+					got[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	for r := range gateway.NumRefusals {
+		want := 0.0
+		if r == gateway.RefusedOrigin {
+			want = 1
+		}
+		if v, ok := got[r.String()]; !ok || v != want {
+			t.Errorf("feedgate_refusals_total{reason=%q} = %v (present %v), want %v", r, v, ok, want)
+		}
 	}
 }
