@@ -19,12 +19,14 @@ command -v gcloud >/dev/null || { echo "gcloud not found: install the Google Clo
 
 tmp=$(mktemp -d)
 pids=()
+killed=() # process groups that needed SIGKILL
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 -- "-$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$p" 2>/dev/null || true
+    for _ in $(seq 1 300); do kill -0 -- "-$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$p" 2>/dev/null && killed+=("$p")
   done
+  pids=()
   rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
@@ -64,8 +66,26 @@ else
   exit 1
 fi
 if $check; then
-  echo "two-edges: ok" >&2
-  exit 0
+  # Stop everything as Ctrl-C would, then check that it all stopped on
+  # SIGTERM alone and left no port taken.
+  logs=$(mktemp -d); cp "$tmp"/*.log "$tmp"/watch.* "$logs"/
+  cleanup
+  trap - EXIT INT TERM
+  status=0
+  if [ ${#killed[@]} -gt 0 ]; then
+    echo "two-edges: process groups ${killed[*]} did not stop within 30 s of SIGTERM and were killed" >&2; status=1
+  fi
+  for port in "$EMU_PORT" "$A_PORT" "$B_PORT"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "two-edges: port $port still taken after the stop" >&2; status=1
+    fi
+  done
+  if [ $status -ne 0 ]; then
+    for f in "$logs"/*; do echo "--- $f"; cat "$f"; done >&2
+  fi
+  rm -rf "$logs"
+  [ $status -eq 0 ] && echo "two-edges: ok (everything stopped, ports free)" >&2
+  exit $status
 fi
 echo "edges on :$A_PORT and :$B_PORT, watcher on B (output below); publish on A with curl; Ctrl-C stops everything" >&2
 tail -f "$tmp/watch.out"
