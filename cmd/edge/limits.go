@@ -23,7 +23,7 @@ type limitFlagSet struct {
 func limitFlags(fs *flag.FlagSet, ev *environ, o *options) *limitFlagSet {
 	lf := &limitFlagSet{}
 	rate := func(p *string, name, env, def, usage string) {
-		fs.StringVar(p, name, ev.str(env, ""), usage+"; RATE[:BURST] per second, or off (default "+def+"; env "+env+")")
+		fs.StringVar(p, name, ev.str(env, ""), usage+"; RATE[:BURST] per second, or off (default "+def+") (env "+env+")")
 	}
 	rate(&lf.publish, "publish-limit", "EDGE_PUBLISH_LIMIT", "20000:40000", "messages one API key or token subject may publish on this edge, WebSocket and HTTP together")
 	rate(&lf.publishConn, "publish-limit-conn", "EDGE_PUBLISH_LIMIT_CONN", "10000:20000", "messages one connection may publish")
