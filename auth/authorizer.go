@@ -21,6 +21,9 @@ type Config struct {
 	// Keys are API keys "id:secret" (the -api-keys flag), each allowed
 	// DefaultKeyCapability.
 	Keys []string
+	// AdminKeys are API keys "id:secret" allowed every operation, admin
+	// included (the development key of cmd/edge).
+	AdminKeys []string
 	// KeysFile, if set, is a JSON keys file with per-key capabilities
 	// (docs/operations.md, "API keys"), read by New and again by Reload.
 	KeysFile string
@@ -91,6 +94,14 @@ func (a *Authorizer) Reload() error {
 	keys, err := parseKeyList(a.cfg.Keys)
 	if err != nil {
 		return err
+	}
+	admin, err := parseKeyList(a.cfg.AdminKeys)
+	if err != nil {
+		return err
+	}
+	for _, k := range admin {
+		k.cap.rules = []rule{{pattern: "*", wild: true, ops: opChannel | OpAdmin}}
+		keys = append(keys, k)
 	}
 	if a.cfg.KeysFile != "" {
 		b, err := os.ReadFile(a.cfg.KeysFile)

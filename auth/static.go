@@ -1,5 +1,7 @@
 package auth
 
+import "github.com/feedgate/feedgate/codec"
+
 // NewStatic returns an Authorizer with API keys "id:secret" and the
 // policy every edge had before capability tokens, for tests and embedded
 // uses that state it on purpose:
@@ -11,19 +13,25 @@ package auth
 //   - With no keys at all, a client without credentials may also publish
 //     (open publish).
 //
-// It accepts no tokens. cmd/edge never builds this policy by itself: it
-// runs open only when asked (-open).
-func NewStatic(keys []string) (*Authorizer, error) {
+// It accepts no tokens, issues none and takes no part in revocations.
+// cmd/edge never builds this policy by itself: it runs open only when
+// asked (-open).
+func NewStatic(keys []string) (*Static, error) {
 	a, err := New(Config{
 		Keys:             keys,
 		Anonymous:        Capability{rules: []rule{{pattern: "*", wild: true, ops: OpSubscribe | OpHistory}}},
 		AnonymousPublish: len(keys) == 0,
 		Logger:           discardLogger,
 	})
-	return a, err
+	return &Static{a: a}, err
 }
 
+// Static is the pre-token policy (NewStatic): an Authorizer reduced to
+// Authorize.
+type Static struct{ a *Authorizer }
+
+// Authorize is Authorizer.Authorize.
+func (s *Static) Authorize(c codec.Credentials) (codec.Access, error) { return s.a.Authorize(c) }
+
 // OpenPublish reports whether clients without credentials may publish.
-func (a *Authorizer) OpenPublish() bool {
-	return a.cfg.Anonymous.Allows("x", OpPublish) || a.cfg.AnonymousPublish
-}
+func (s *Static) OpenPublish() bool { return s.a.cfg.AnonymousPublish }

@@ -35,6 +35,8 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		s.serveHistory(ctx, strings.TrimSuffix(strings.TrimPrefix(path, "/v1/channels/"), "/history"))
+	case path == "/v1/tokens" || path == "/v1/revocations":
+		s.serveAuth(ctx, path)
 	case path == "/healthz":
 		ctx.SetBodyString("ok\n")
 	case path == "/readyz":
@@ -124,6 +126,7 @@ func (s *Server) newConn(ws *websocket.Conn, format codec.Format, access codec.A
 		access:   access,
 		attached: make(map[string]codec.AttachOptions),
 	}
+	c.auth.Store(newConnAuth(access))
 	c.remote = remote
 	if tc, ok := c.nc.(*net.TCPConn); ok {
 		if s.cfg.SocketSendBuffer > 0 {
@@ -315,6 +318,9 @@ func compact(raw json.RawMessage) []byte {
 // httpStatus maps a protocol code to an HTTP status, only at this edge of the
 // package.
 func httpStatus(c codec.Code) int {
+	if codec.IsAuthCode(c) {
+		return fasthttp.StatusUnauthorized
+	}
 	switch c {
 	case codec.CodeFrameTooLarge:
 		return fasthttp.StatusRequestEntityTooLarge
@@ -385,7 +391,7 @@ type historyMessage struct {
 // serveHistory answers GET /v1/channels/{channel}/history?limit=N&before=C:
 // the channel's history on this edge, newest first, paged by cursor.
 func (s *Server) serveHistory(ctx *fasthttp.RequestCtx, channel string) {
-	if !s.allowHTTP(ctx, channel, codec.Access.CanAttach) {
+	if !s.allowHTTP(ctx, channel, codec.Access.CanHistory) {
 		return
 	}
 	q := ctx.QueryArgs()

@@ -49,6 +49,9 @@ type Server struct {
 	flushEnd  chan struct{} // closed once the connections are gone: flushers end
 	flushOnce sync.Once
 	stats     serverStats
+	// announceAt is when the revocation list is next announced (Unix
+	// nanoseconds; 0: not scheduled).
+	announceAt atomic.Int64
 }
 
 type serverStats struct {
@@ -141,6 +144,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	go s.heartbeats()
+	go s.watchAuth()
 	for _, f := range s.flushers {
 		go f.run(s.flushEnd)
 	}
@@ -155,6 +159,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // deliver is the backbone's DeliverFunc.
 func (s *Server) deliver(m *codec.Message) {
+	if s.deliverSystem(m) {
+		return
+	}
 	obs := s.cfg.Observer
 	if obs == nil {
 		s.hub.deliver(m)
