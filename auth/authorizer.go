@@ -24,6 +24,8 @@ type Config struct {
 	// AdminKeys are API keys "id:secret" allowed every operation, admin
 	// included (the development key of cmd/edge).
 	AdminKeys []string
+	// KeysJSON are keys in the keys file's form, for embedded uses.
+	KeysJSON []byte
 	// KeysFile, if set, is a JSON keys file with per-key capabilities
 	// (docs/operations.md, "API keys"), read by New and again by Reload.
 	KeysFile string
@@ -102,6 +104,13 @@ func (a *Authorizer) Reload() error {
 	for _, k := range admin {
 		k.cap.rules = []rule{{pattern: "*", wild: true, ops: opChannel | OpAdmin}}
 		keys = append(keys, k)
+	}
+	if len(a.cfg.KeysJSON) > 0 {
+		jk, err := parseKeysFile(a.cfg.KeysJSON)
+		if err != nil {
+			return fmt.Errorf("auth: Config.KeysJSON: %w", err)
+		}
+		keys = append(keys, jk...)
 	}
 	if a.cfg.KeysFile != "" {
 		b, err := os.ReadFile(a.cfg.KeysFile)

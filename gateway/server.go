@@ -300,7 +300,7 @@ func (s *Server) drain(ctx context.Context) {
 		return true
 	})
 	s.cfg.Logger.Info("draining", "connections", len(conns), "over", s.cfg.DrainPeriod.String())
-	start := s.cfg.Now()
+	start := time.Now() // the turns below wait on the real clock (time.Until), as do write deadlines
 	// A client gets at most one drain period after the last one is told
 	// (and no more than the write timeout) to take what is queued for it:
 	// a client that stopped reading does not hold the shutdown until its
