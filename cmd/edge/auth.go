@@ -213,10 +213,15 @@ func randomString(n int) string {
 }
 
 // reloadOnHUP re-reads the API keys on every SIGHUP until ctx ends. A bad
-// keys file keeps the keys in use, and the log says why.
+// keys file keeps the keys in use, and the log says why. The signal is
+// caught from the moment it returns.
 func reloadOnHUP(ctx context.Context, authz *auth.Authorizer, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	go watchHUP(ctx, hup, authz, log)
+}
+
+func watchHUP(ctx context.Context, hup chan os.Signal, authz *auth.Authorizer, log *slog.Logger) {
 	defer signal.Stop(hup)
 	for {
 		select {
@@ -225,6 +230,8 @@ func reloadOnHUP(ctx context.Context, authz *auth.Authorizer, log *slog.Logger) 
 		case <-hup:
 			if err := authz.Reload(); err != nil {
 				log.Error("SIGHUP: API keys not reloaded; the keys in use stay", "err", err)
+			} else {
+				log.Info("SIGHUP: API keys reloaded", "keys", authz.NumKeys())
 			}
 		}
 	}

@@ -163,7 +163,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	go reloadOnHUP(ctx, authz, log)
+	reloadOnHUP(ctx, authz, log)
 	var mx *metrics
 	if o.metricsAddr != "" {
 		if mx, err = newMetrics(); err != nil {
