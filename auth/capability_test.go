@@ -112,7 +112,6 @@ func TestCapabilityRefused(t *testing.T) {
 	}
 }
 
-
 func TestCapabilityJSONRoundTrip(t *testing.T) {
 	in := `{"scores:live":["*"],"odds:*":["history","subscribe"],"*":["admin"]}`
 	c := mustCap(t, in)

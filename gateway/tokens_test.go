@@ -35,8 +35,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func startTokenEdge(t *testing.T) *tokenEdge {
 	t.Helper()
@@ -149,7 +153,7 @@ func TestTokenCapabilityOnEveryOperation(t *testing.T) {
 		{"odds:football", codec.AttachOptions{}, codec.CodeForbidden},      // the prefix itself
 		{"odds:football-admin", codec.AttachOptions{}, codec.CodeForbidden},
 		{"ODDS:football:m1", codec.AttachOptions{}, codec.CodeForbidden},
-		{"odds:football:m1", codec.AttachOptions{Rewind: 5}, codec.CodeForbidden},      // rewind reads history
+		{"odds:football:m1", codec.AttachOptions{Rewind: 5}, codec.CodeForbidden},         // rewind reads history
 		{"odds:football:m2", codec.AttachOptions{PublishOnly: true}, codec.CodeForbidden}, // publishing
 		{"odds:tennis:m1", codec.AttachOptions{Rewind: 5}, 0},
 		{"$feedgate:revocations", codec.AttachOptions{}, codec.CodeInvalidChannel},
