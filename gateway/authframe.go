@@ -232,6 +232,19 @@ func (s *Server) deliverSystem(m *codec.Message) bool {
 	return true
 }
 
+// revalidate checks the connection's credential again once it is
+// registered in s.conns: a revocation applied between Authorize and the
+// registration was missed by enforceRevocations' scan, and is caught here
+// (the scan sees the connection, or this check sees the revocation).
+func (c *conn) revalidate() {
+	if v, ok := c.access.(Validator); ok {
+		if err := v.Valid(); err != nil {
+			e := codec.AsError(err)
+			c.disconnect(EndRevoked, e, e.Code != codec.CodeRevoked)
+		}
+	}
+}
+
 // enforceRevocations closes every connection whose credential the
 // revocation list now refuses, with the reason as its disconnect.
 func (s *Server) enforceRevocations() {

@@ -169,6 +169,7 @@ func (c *conn) run() {
 	if s.draining.Load() {
 		c.disconnect(EndGoingAway, codec.Errorf(codec.CodeGoingAway, "edge is shutting down"), true)
 	}
+	c.revalidate()
 	c.readLoop()
 	c.finish()
 }
