@@ -27,6 +27,9 @@ type AuthConfig struct {
 	// to the others (default 1 minute), besides answering the request of
 	// an edge that starts.
 	Reannounce time.Duration
+	// LocalOnly says that the backbone reaches no other edge (the
+	// in-process one): revocations apply here and are not announced.
+	LocalOnly bool
 }
 
 func (c *AuthConfig) setDefaults() {
@@ -137,6 +140,9 @@ func (ch *channel) withdraw(c *conn, reason *codec.Error) {
 // list. One goroutine per server, no timer per connection.
 func (s *Server) watchAuth() {
 	rv, _ := s.cfg.Authorizer.(Revoker)
+	if s.cfg.Auth.LocalOnly {
+		rv = nil
+	}
 	if rv != nil {
 		// Ask the other edges for their lists: a restarted edge learns
 		// every revocation still in force within moments.
@@ -193,10 +199,17 @@ func (s *Server) scheduleAnnounce(d time.Duration) {
 }
 
 // announce publishes b on the revocations channel; done, if set, gets
-// the backbone's answer.
+// the backbone's answer. It is not a client's publish: the Observer does
+// not see it.
 func (s *Server) announce(b []byte, done ...func(error)) {
-	m := &codec.Message{Channel: codec.RevocationsChannel, Name: "revocations", Data: b}
-	s.publish(m, func(_ string, err error) {
+	if s.cfg.Auth.LocalOnly {
+		for _, f := range done {
+			f(nil)
+		}
+		return
+	}
+	m := &codec.Message{Channel: codec.RevocationsChannel, Name: "revocations", Data: b, ID: s.newID(), Time: s.cfg.Now().UnixMilli()}
+	s.bb.Publish(m, func(err error) {
 		if err != nil {
 			s.cfg.Logger.Warn("revocations: announcement not accepted by the backbone", "err", err)
 		}

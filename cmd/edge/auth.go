@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/feedgate/feedgate/auth"
+	"github.com/feedgate/feedgate/backbone"
 	"github.com/feedgate/feedgate/gateway"
 )
 
@@ -66,8 +67,15 @@ func (o authOptions) configured(apiKeys string) bool {
 }
 
 // gatewayAuth is the gateway's part of the options.
-func (o authOptions) gatewayAuth() gateway.AuthConfig {
-	return gateway.AuthConfig{ExpiryWarning: o.expiryWarning, ExpiryGrace: o.expiryGrace, Reannounce: o.reannounceEvery}
+// With the in-process backbone there is no other edge to tell of a
+// revocation.
+func (o authOptions) gatewayAuth(localOnly bool) gateway.AuthConfig {
+	return gateway.AuthConfig{ExpiryWarning: o.expiryWarning, ExpiryGrace: o.expiryGrace, Reannounce: o.reannounceEvery, LocalOnly: localOnly}
+}
+
+func isLocal(bb gateway.Backbone) bool {
+	_, ok := bb.(*backbone.Local)
+	return ok
 }
 
 // newAuthorizer builds the edge's authorizer from the options. With no

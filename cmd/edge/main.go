@@ -177,7 +177,7 @@ func run() error {
 	}
 	srv, err := gateway.New(gateway.Config{
 		Authorizer:        authz,
-		Auth:              o.auth.gatewayAuth(),
+		Auth:              o.auth.gatewayAuth(isLocal(bb)),
 		Observer:          observer,
 		Logger:            log,
 		HeartbeatInterval: o.heartbeat,
