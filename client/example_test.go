@@ -122,7 +122,7 @@ func ExampleSessionOptions() {
 	s := client.NewSession(client.SessionOptions{
 		URLs: []string{url},
 		Credentials: func(ctx context.Context) (client.Credentials, error) {
-			return client.Credentials{Token: "a-fresh-token"}, nil // e.g. from your auth service
+			return client.Credentials{Token: exampleToken()}, nil // e.g. from your auth service
 		},
 		OnState: func(e client.StateEvent) {
 			fmt.Println(e.State) // with e.URL; on disconnected, e.Code and e.Reason
@@ -167,9 +167,33 @@ func ExampleDial() {
 	// m-1 m-1 [1,2]
 }
 
-// startExampleEdge runs an edge with the in-process backbone on loopback.
+// exampleSigner stands for an identity service that signs capability
+// tokens (HS256 here; Ed25519 or ES256 keep the secret off the edges).
+var exampleSigner, _ = auth.NewHMACSigner("example", []byte("an-example-secret-of-32-bytes-or-more"), "example-auth", "feedgate")
+
+// exampleToken is a fresh 10-minute token for "news", as an identity
+// service would issue it.
+func exampleToken() string {
+	c, err := auth.ParseCapability([]byte(`{"news":["subscribe"]}`))
+	if err != nil {
+		panic(err)
+	}
+	tok, _, err := exampleSigner.Sign(auth.TokenSpec{Subject: "reader-1", Capability: c, TTL: 10 * time.Minute}, time.Now())
+	if err != nil {
+		panic(err)
+	}
+	return tok
+}
+
+// startExampleEdge runs an edge with the in-process backbone on loopback:
+// open to clients without credentials, as NewStatic(nil), and verifying
+// exampleSigner's tokens.
 func startExampleEdge() (url string, stop func()) {
-	a, err := auth.NewStatic(nil)
+	v, err := auth.NewVerifier(auth.VerifierConfig{Keys: []auth.Key{exampleSigner.VerifyKey()}, Issuer: "example-auth", Audience: "feedgate"})
+	if err != nil {
+		panic(err)
+	}
+	a, err := auth.New(auth.Config{Verifier: v, Anonymous: auth.All, AnonymousPublish: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		panic(err)
 	}

@@ -8,6 +8,7 @@ import "github.com/feedgate/feedgate/codec"
 // answers to attaches are noted here in stream order, then go on to the
 // request that waits for them.
 func (s *Session) handleFrame(gen uint64, fr *codec.Frame) bool {
+	s.onAuthFrame(fr)
 	switch fr.Type {
 	case codec.FrameMessage:
 		if sub := s.subscription(fr.Channel); sub != nil {

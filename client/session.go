@@ -75,7 +75,7 @@ type Session struct {
 	done   chan struct{}
 	events *serial // OnState calls
 
-	connects, lost, dropped, resyncs atomic.Int64
+	connects, lost, dropped, resyncs, renewals atomic.Int64
 	// delivering counts the subscriptions' delivery goroutines: Messages is
 	// closed, and Close returns, once they have all returned.
 	delivering sync.WaitGroup
@@ -97,6 +97,8 @@ type SessionStats struct {
 	// Dropped counts messages not buffered because their subscription's
 	// buffer was full; Resyncs the re-attaches that fetched them again.
 	Dropped, Resyncs int
+	// Renewals counts tokens renewed in place (auth frames the edge took).
+	Renewals int
 }
 
 // NewSession starts a session; it connects in the background.
@@ -160,6 +162,7 @@ func (s *Session) Stats() SessionStats {
 		LostContinuity: int(s.lost.Load()),
 		Dropped:        int(s.dropped.Load()),
 		Resyncs:        int(s.resyncs.Load()),
+		Renewals:       int(s.renewals.Load()),
 	}
 }
 

@@ -254,7 +254,7 @@ func TestCredentialsBeforeEachConnect(t *testing.T) {
 			if calls.Add(1) == 1 {
 				return client.Credentials{APIKey: "feed1:expired-secret-000"}, nil
 			}
-			return client.Credentials{APIKey: "feed1:0123456789abcdef", Token: "cap-token"}, nil
+			return client.Credentials{APIKey: "feed1:0123456789abcdef"}, nil
 		}})
 	if _, err := s.Attach(edgetest.Ctx10(t), "k", codec.AttachOptions{PublishOnly: true}); err != nil {
 		t.Fatal(err)

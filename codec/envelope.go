@@ -58,7 +58,7 @@ func DecodeEnvelope(data []byte, attrs map[string]string) (Message, error) {
 		Name:    attrs[attrName],
 		Data:    data,
 	}
-	if err := ValidateChannel(m.Channel); err != nil {
+	if err := ValidateWireChannel(m.Channel); err != nil {
 		return Message{}, err
 	}
 	if m.ID == "" || len(m.ID) > MaxIDLen {
@@ -133,7 +133,7 @@ func DecodeBeacon(data []byte, attrs map[string]string) (Beacon, error) {
 		return Beacon{}, Errorf(CodeBadFrame, "beacon names more than %d channels", MaxBeaconChannels)
 	}
 	for ch, seq := range b.Seqs {
-		if ValidateChannel(ch) != nil || seq == 0 {
+		if ValidateWireChannel(ch) != nil || seq == 0 {
 			return Beacon{}, Errorf(CodeBadFrame, "beacon entry %q: %d is invalid", Clip(ch), seq)
 		}
 	}

@@ -26,6 +26,9 @@ const (
 	// cannot be sent (Channel, Continuity: ContinuityLost, and Pos: the
 	// channel's position before the gap).
 	FrameContinuity
+	// FrameAuth renews a connection's capability token in place (Token):
+	// answered by ack (with Ref) or error; see docs/protocol.md §4.5.
+	FrameAuth
 )
 
 var frameNames = [...]string{
@@ -42,6 +45,7 @@ var frameNames = [...]string{
 	FrameHeartbeat:  "heartbeat",
 	FrameDisconnect: "disconnect",
 	FrameContinuity: "continuity",
+	FrameAuth:       "auth",
 }
 
 func (t FrameType) String() string {
@@ -101,4 +105,6 @@ type Frame struct {
 	// token or rewind asked for; on a continuity frame it is
 	// ContinuityLost.
 	Continuity Continuity
+	// Token is the capability token of an auth frame.
+	Token string
 }

@@ -18,6 +18,7 @@ type wireFrame[R ~[]byte] struct {
 	Reconnect  bool         `json:"reconnect,omitempty" msgpack:"reconnect,omitempty"`
 	Pos        string       `json:"pos,omitempty" msgpack:"pos,omitempty"`
 	Continuity string       `json:"continuity,omitempty" msgpack:"continuity,omitempty"`
+	Token      string       `json:"token,omitempty" msgpack:"token,omitempty"`
 }
 
 // toWire copies fr's fields into a wireFrame, except Data; options are
@@ -33,6 +34,7 @@ func toWire[R ~[]byte](fr *Frame, marshal func(any) ([]byte, error)) (wireFrame[
 		Reconnect:  fr.Reconnect,
 		Pos:        fr.Pos,
 		Continuity: string(fr.Continuity),
+		Token:      fr.Token,
 	}
 	if fr.Err != nil {
 		w.Code, w.Message = int(fr.Err.Code), fr.Err.Message
@@ -61,6 +63,7 @@ func fromWire[R ~[]byte](w *wireFrame[R], unmarshal func(R, any) error) (Frame, 
 		Reconnect:  w.Reconnect,
 		Pos:        w.Pos,
 		Continuity: Continuity(w.Continuity),
+		Token:      w.Token,
 		Msg:        Message{Channel: w.Channel, ID: w.ID, Name: w.Name, Time: w.Time},
 	}
 	if fr.Type == FrameInvalid {

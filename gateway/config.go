@@ -63,8 +63,12 @@ type Config struct {
 	// always allowed. Empty: every origin may connect.
 	AllowedOrigins []string
 
-	// Authorizer decides what clients may do. Required.
+	// Authorizer decides what clients may do. Required. If it is also a
+	// TokenIssuer or a Revoker, the server serves POST /v1/tokens or POST
+	// /v1/revocations and relays revocations between edges.
 	Authorizer Authorizer
+	// Auth configures token expiry warnings and revocation announcements.
+	Auth AuthConfig
 	// Observer, if set, is told the latencies worth a histogram (see
 	// Observer). Nil costs nothing.
 	Observer Observer
@@ -116,6 +120,7 @@ func (c *Config) setDefaults() error {
 	defd(&c.ErrorWindow, 10*time.Second)
 	defd(&c.HistoryAge, 2*time.Minute)
 	defd(&c.DrainPeriod, 5*time.Second)
+	c.Auth.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -56,10 +56,11 @@ type conn struct {
 
 	id     uint64
 	ws     *websocket.Conn
-	nc     net.Conn        // the socket, written directly with writev
-	rc     syscall.RawConn // nc's file descriptor, for non-blocking writes; nil if unavailable
-	access codec.Access
-	remote string // the client's address, for logs
+	nc     net.Conn                 // the socket, written directly with writev
+	rc     syscall.RawConn          // nc's file descriptor, for non-blocking writes; nil if unavailable
+	access codec.Access             // the credential in force; owned by the reader goroutine
+	auth   atomic.Pointer[connAuth] // the same, for the expiry checker and revocations
+	remote string                   // the client's address, for logs
 
 	principal *principal  // the key or subject limits count against; nil: the connection is its own
 	lim       *connLimits // made on first use; owned by the reader

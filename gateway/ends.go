@@ -28,12 +28,17 @@ const (
 	// EndInvalidPayload: the client sent a text message that is not valid
 	// UTF-8; the edge failed the connection with close code 1007.
 	EndInvalidPayload
+	// EndTokenExpired: the connection's token expired and was not renewed
+	// within the grace period.
+	EndTokenExpired
+	// EndRevoked: the connection's API key, token or subject was revoked.
+	EndRevoked
 
 	// NumEndReasons is the number of EndReason values.
 	NumEndReasons
 )
 
-var endReasonNames = [NumEndReasons]string{"client_closed", "slow_consumer", "write_timeout", "write_error", "idle_timeout", "too_many_errors", "going_away", "invalid_payload"}
+var endReasonNames = [NumEndReasons]string{"client_closed", "slow_consumer", "write_timeout", "write_error", "idle_timeout", "too_many_errors", "going_away", "invalid_payload", "token_expired", "revoked"}
 
 // String returns the reason's name, as used for metric labels.
 func (r EndReason) String() string {

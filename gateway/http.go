@@ -35,6 +35,8 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		s.serveHistory(ctx, strings.TrimSuffix(strings.TrimPrefix(path, "/v1/channels/"), "/history"))
+	case path == "/v1/tokens" || path == "/v1/revocations":
+		s.serveAuth(ctx, path)
 	case path == "/healthz":
 		ctx.SetBodyString("ok\n")
 	case path == "/readyz":
@@ -137,6 +139,7 @@ func (s *Server) newConn(ws *websocket.Conn, format codec.Format, access codec.A
 		access:   access,
 		attached: make(map[string]codec.AttachOptions),
 	}
+	c.auth.Store(newConnAuth(access))
 	c.remote = remote
 	var tc *net.TCPConn
 	c.nc, tc = socketOf(rawConn(ws.NetConn())) // under TLS: no raw writes (c.rc stays nil)
@@ -182,6 +185,7 @@ func (c *conn) run() {
 	if s.draining.Load() {
 		c.disconnect(EndGoingAway, codec.Errorf(codec.CodeGoingAway, "edge is shutting down"), true)
 	}
+	c.revalidate()
 	c.readLoop()
 	c.finish()
 }
@@ -335,6 +339,9 @@ func compact(raw json.RawMessage) []byte {
 // httpStatus maps a protocol code to an HTTP status, only at this edge of the
 // package.
 func httpStatus(c codec.Code) int {
+	if codec.IsAuthCode(c) {
+		return fasthttp.StatusUnauthorized
+	}
 	switch c {
 	case codec.CodeFrameTooLarge:
 		return fasthttp.StatusRequestEntityTooLarge
@@ -407,7 +414,7 @@ type historyMessage struct {
 // serveHistory answers GET /v1/channels/{channel}/history?limit=N&before=C:
 // the channel's history on this edge, newest first, paged by cursor.
 func (s *Server) serveHistory(ctx *fasthttp.RequestCtx, channel string) {
-	if _, ok := s.allowHTTP(ctx, channel, codec.Access.CanAttach); !ok {
+	if _, ok := s.allowHTTP(ctx, channel, codec.Access.CanHistory); !ok {
 		return
 	}
 	q := ctx.QueryArgs()

@@ -198,17 +198,14 @@ func (r Refusal) String() string {
 	return "unknown"
 }
 
-// subjecter is an optional ability of a codec.Access: the identity (a
-// token's subject, or an API key's ID) that limits are counted against.
-type subjecter interface{ Subject() string }
-
 // principalName is the name limits are counted against for a client with
-// access a and credentials c: its subject, else its API key's ID, else ""
-// (anonymous: a WebSocket connection is then its own principal).
+// access a and credentials c: its subject ("key:<id>" or "sub:<subject>"),
+// else its API key's ID, else "" (anonymous: a WebSocket connection is then
+// its own principal).
 func principalName(a codec.Access, c codec.Credentials) string {
-	if s, ok := a.(subjecter); ok {
-		if sub := s.Subject(); sub != "" {
-			return "sub:" + sub
+	if a != nil {
+		if sub := a.Subject(); sub != "" && sub != codec.AnonymousSubject {
+			return sub
 		}
 	}
 	if c.APIKey != "" {

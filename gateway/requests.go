@@ -21,6 +21,8 @@ func (c *conn) handle(b []byte) {
 		c.detach(&fr)
 	case codec.FramePublish:
 		c.publish(&fr)
+	case codec.FrameAuth:
+		c.renew(&fr)
 	case codec.FrameHeartbeat:
 		// lastRead was updated by the reader; nothing else to do.
 	default:
@@ -61,7 +63,7 @@ func (c *conn) attach(fr *codec.Frame) {
 		c.refuse(fr.Type, fr.Ref, "", codec.AsError(err))
 		return
 	}
-	if err := c.access.CanAttach(fr.Channel); err != nil {
+	if err := allowAttach(c.access, fr.Channel, fr.Options); err != nil {
 		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.AsError(err))
 		return
 	}

@@ -52,6 +52,9 @@ type Server struct {
 	flushEnd  chan struct{} // closed once the connections are gone: flushers end
 	flushOnce sync.Once
 	stats     serverStats
+	// announceAt is when the revocation list is next announced (Unix
+	// nanoseconds; 0: not scheduled).
+	announceAt atomic.Int64
 }
 
 type serverStats struct {
@@ -159,6 +162,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	go s.warm(ctx)
 	go s.heartbeats()
+	go s.watchAuth()
 	for _, f := range s.flushers {
 		go f.run(s.flushEnd)
 	}
@@ -212,6 +216,9 @@ func (s *Server) waitWarm(done <-chan struct{}) bool {
 
 // deliver is the backbone's DeliverFunc.
 func (s *Server) deliver(m *codec.Message) {
+	if s.deliverSystem(m) {
+		return
+	}
 	obs := s.cfg.Observer
 	if obs == nil {
 		s.hub.deliver(m)
@@ -357,7 +364,7 @@ func (s *Server) drain(ctx context.Context) {
 		return true
 	})
 	s.cfg.Logger.Info("draining", "connections", len(conns), "over", s.cfg.DrainPeriod.String())
-	start := s.cfg.Now()
+	start := time.Now() // the turns below wait on the real clock (time.Until), as do write deadlines
 	// A client gets at most one drain period after the last one is told
 	// (and no more than the write timeout) to take what is queued for it:
 	// a client that stopped reading does not hold the shutdown until its

@@ -36,9 +36,11 @@ import (
 
 // Compile-time checks that the implementations satisfy the gateway's seams.
 var (
-	_ gateway.Backbone   = (*backbone.Relay)(nil)
-	_ gateway.Backbone   = (*backbone.Local)(nil)
-	_ gateway.Authorizer = (*auth.Static)(nil)
+	_ gateway.Backbone    = (*backbone.Relay)(nil)
+	_ gateway.Backbone    = (*backbone.Local)(nil)
+	_ gateway.Authorizer  = (*auth.Authorizer)(nil)
+	_ gateway.TokenIssuer = (*auth.Authorizer)(nil)
+	_ gateway.Revoker     = (*auth.Authorizer)(nil)
 
 	_ gateway.HealthChecker  = (*backbone.Relay)(nil)
 	_ gateway.BatchPublisher = (*backbone.Relay)(nil)
@@ -56,6 +58,7 @@ type options struct {
 	limits                                                                             gateway.Limits // rates, connection caps (limits.go)
 	allowedOrigins                                                                     []string
 	tlsCert, tlsKey                                                                    string
+	auth                                                                               authOptions
 }
 
 // version is the module version and VCS revision the binary was built
@@ -100,7 +103,7 @@ func parseFlags(args []string, lookup func(string) (string, bool)) (options, err
 	str(&o.project, "pubsub-project", "EDGE_PUBSUB_PROJECT", "", "Google Cloud project of the shard topics")
 	str(&o.prefix, "pubsub-prefix", "EDGE_PUBSUB_PREFIX", "feedgate", "shard topic prefix: topics are <prefix>-<k>")
 	str(&o.edgeID, "edge-id", "EDGE_ID", "", "this edge's unique ID, names its subscriptions (default: hostname + random)")
-	str(&o.apiKeys, "api-keys", "EDGE_API_KEYS", "", "comma-separated publisher API keys id:secret; none means anyone may publish")
+	str(&o.apiKeys, "api-keys", "EDGE_API_KEYS", "", "comma-separated API keys id:secret, each allowed every channel operation (per-key capabilities: -keys-file)")
 	str(&o.logLevel, "log-level", "EDGE_LOG_LEVEL", "info", "debug | info | warn | error")
 	fs.IntVar(&o.shards, "pubsub-shards", ev.int("EDGE_PUBSUB_SHARDS", 8), "number of shard topics, the same on every edge (env EDGE_PUBSUB_SHARDS)")
 	fs.BoolVar(&o.createTopics, "create-topics", ev.bool("EDGE_CREATE_TOPICS", ev.str("PUBSUB_EMULATOR_HOST", "") != ""), "create missing shard topics at start (env EDGE_CREATE_TOPICS; default true with an emulator)")
@@ -115,6 +118,7 @@ func parseFlags(args []string, lookup func(string) (string, bool)) (options, err
 	fs.IntVar(&o.sendQueue, "send-queue-bytes", ev.int("EDGE_SEND_QUEUE_BYTES", 1<<20), "per-connection send queue limit; past it a client is dropped as a slow consumer (env EDGE_SEND_QUEUE_BYTES)")
 	fs.IntVar(&o.maxFrame, "max-frame-bytes", ev.int("EDGE_MAX_FRAME_BYTES", 64<<10), "largest client frame accepted (env EDGE_MAX_FRAME_BYTES)")
 	lf := limitFlags(fs, ev, &o)
+	authFlags(fs, ev, &o.auth)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -169,17 +173,11 @@ func run() error {
 		}
 		log.Info("stopped")
 	}()
-	var keys []string
-	if o.apiKeys != "" {
-		keys = strings.Split(o.apiKeys, ",")
-	}
-	authz, err := auth.NewStatic(keys)
+	authz, err := newAuthorizer(ctx, o, log, os.Stderr)
 	if err != nil {
 		return err
 	}
-	if authz.OpenPublish() {
-		log.Warn("no API keys configured: anyone may publish (set EDGE_API_KEYS in production)")
-	}
+	reloadOnHUP(ctx, authz, log)
 	var mx *metrics
 	if o.metricsAddr != "" {
 		if mx, err = newMetrics(); err != nil {
@@ -193,6 +191,7 @@ func run() error {
 	}
 	srv, err := gateway.New(gateway.Config{
 		Authorizer:        authz,
+		Auth:              o.auth.gatewayAuth(isLocal(bb)),
 		Observer:          observer,
 		Logger:            log,
 		HeartbeatInterval: o.heartbeat,

@@ -32,10 +32,12 @@ func main() {
 	url := flag.String("url", "ws://127.0.0.1:8080", "edge WebSocket base URL; several, comma-separated, are tried in turn")
 	channels := flag.String("channels", "odds:1", "comma-separated channels to attach")
 	format := flag.String("format", "json", "wire format: json | msgpack")
+	token := flag.String("token", os.Getenv("WATCH_TOKEN"), "capability token (env WATCH_TOKEN); the development edge prints one at start")
+	apiKey := flag.String("api-key", os.Getenv("WATCH_API_KEY"), "API key id:secret instead of a token (env WATCH_API_KEY)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, strings.Split(*url, ","), strings.Split(*channels, ","), *format, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, strings.Split(*url, ","), strings.Split(*channels, ","), *format, client.Credentials{Token: *token, APIKey: *apiKey}, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "watch:", err)
 		os.Exit(1)
 	}
@@ -43,7 +45,7 @@ func main() {
 
 // run watches channels until ctx ends (nil) or the session ends (its
 // error).
-func run(ctx context.Context, urls, channels []string, format string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, urls, channels []string, format string, creds client.Credentials, stdout, stderr io.Writer) error {
 	f, err := codec.ParseFormat(format)
 	if err != nil {
 		return err
@@ -55,7 +57,7 @@ func run(ctx context.Context, urls, channels []string, format string, stdout, st
 		fmt.Fprintf(stderr, format+"\n", args...)
 	}
 	s := client.NewSession(client.SessionOptions{
-		Options: client.Options{Format: f},
+		Options: client.Options{Format: f, Token: creds.Token, APIKey: creds.APIKey},
 		URLs:    urls,
 		Logger:  slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		OnState: func(e client.StateEvent) { say("%v", e) },

@@ -56,7 +56,9 @@ func TestWatchMovesOnWhenEdgeDrains(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ended := make(chan error, 1)
-	go func() { ended <- run(ctx, []string{a.URL, b.URL}, []string{"w"}, "msgpack", &stdout, &stderr) }()
+	go func() {
+		ended <- run(ctx, []string{a.URL, b.URL}, []string{"w"}, "msgpack", client.Credentials{}, &stdout, &stderr)
+	}()
 
 	stderr.waitFor(t, "attached w")
 	publish(t, a.URL, "w", `{"n":1}`)

@@ -49,15 +49,24 @@ start gcloud beta emulators pubsub start --host-port="127.0.0.1:$EMU_PORT" --pro
 wait_for "the emulator on :$EMU_PORT" bash -c "exec 3<>/dev/tcp/127.0.0.1/$EMU_PORT"
 export PUBSUB_EMULATOR_HOST=127.0.0.1:$EMU_PORT
 
+# Both edges share one API key and one token secret (HS256), so a token
+# issued by A is good on B. Made up per run; in production they come from
+# your secret store (docs/operations.md, "Access control").
+export EDGE_API_KEYS="demo:$(head -c 18 /dev/urandom | base64 | tr -dc A-Za-z0-9)"
+export EDGE_TOKEN_HMAC_SECRET="$(head -c 32 /dev/urandom | base64)"
 start "$tmp/edge" -addr "127.0.0.1:$A_PORT" -pubsub-project demo -edge-id a 2>"$tmp/a.log"
 start "$tmp/edge" -addr "127.0.0.1:$B_PORT" -pubsub-project demo -edge-id b 2>"$tmp/b.log"
 wait_for "edge A ready" curl -sf "127.0.0.1:$A_PORT/readyz"
 wait_for "edge B ready" curl -sf "127.0.0.1:$B_PORT/readyz"
 
-start "$tmp/watch" -url "ws://127.0.0.1:$B_PORT" -channels odds:match-1 >"$tmp/watch.out" 2>"$tmp/watch.err"
+# A subscriber token from edge A, used on edge B.
+token=$(curl -sf -X POST -H "Authorization: Bearer $EDGE_API_KEYS" "127.0.0.1:$A_PORT/v1/tokens" \
+  -d '{"subject":"watcher","ttl":3600,"capability":{"odds:*":["subscribe"]}}' | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+[ -n "$token" ] || { echo "no token from edge A"; cat "$tmp/a.log"; exit 1; }
+WATCH_TOKEN=$token start "$tmp/watch" -url "ws://127.0.0.1:$B_PORT" -channels odds:match-1 >"$tmp/watch.out" 2>"$tmp/watch.err"
 wait_for "the watcher attached" grep -q "attached odds:match-1" "$tmp/watch.err"
 
-curl -s -X POST "127.0.0.1:$A_PORT/v1/channels/odds:match-1/messages" -d '{"name":"price","data":{"home":2.0}}'
+curl -s -X POST -H "Authorization: Bearer $EDGE_API_KEYS" "127.0.0.1:$A_PORT/v1/channels/odds:match-1/messages" -d '{"name":"price","data":{"home":2.0}}'
 echo
 if wait_for "edge B's watcher to print the message" grep -q '"home":2' "$tmp/watch.out"; then
   cat "$tmp/watch.out"
@@ -87,5 +96,5 @@ if $check; then
   [ $status -eq 0 ] && echo "two-edges: ok (everything stopped, ports free)" >&2
   exit $status
 fi
-echo "edges on :$A_PORT and :$B_PORT, watcher on B (output below); publish on A with curl; Ctrl-C stops everything" >&2
+echo "edges on :$A_PORT and :$B_PORT, watcher on B (output below); publish on A with curl -H 'Authorization: Bearer $EDGE_API_KEYS'; Ctrl-C stops everything" >&2
 tail -f "$tmp/watch.out"

@@ -53,7 +53,9 @@ func mustStartEdgeProc(tb testing.TB, bin string, env []string, args ...string) 
 func startEdgeProcAt(tb testing.TB, addr, bin string, env []string, args ...string) *edgeProc {
 	maddr := fmt.Sprintf("127.0.0.1:%d", pubsubtest.FreePort(tb))
 	p := &edgeProc{url: "ws://" + addr, metrics: "http://" + maddr + "/metrics", log: &bytes.Buffer{}, exited: make(chan error, 1)}
-	p.cmd = exec.Command(bin, append([]string{"-addr", addr, "-metrics-addr", maddr}, args...)...)
+	// -open: these tests are about the backbone, not access control; they
+	// say so rather than rely on a default.
+	p.cmd = exec.Command(bin, append([]string{"-addr", addr, "-metrics-addr", maddr, "-open"}, args...)...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = p.log
 	// Gone with the test process, even if that is killed (a timeout).

@@ -57,7 +57,8 @@ type role struct {
 }
 
 var roles = []role{
-	{"edge", "run an edge: go run ./cmd/edge", func(s string) bool { return strings.HasPrefix(s, "go run ./cmd/edge") }},
+	{"edge", "run an edge: go run ./cmd/edge (development mode: it prints a key and a token)", func(s string) bool { return s == "go run ./cmd/edge" }},
+	{"edge-open", "run an edge open to all, for the walk-through: go run ./cmd/edge -open", func(s string) bool { return strings.HasPrefix(s, "go run ./cmd/edge -open") }},
 	{"tests", "the test command: ... go test -race ./...", func(s string) bool { return strings.Contains(s, "go test") }},
 	{"watch", "the watcher: go run ./cmd/watch -channels ...", func(s string) bool {
 		return strings.HasPrefix(s, "go run ./cmd/watch") && !strings.Contains(s, "msgpack")
@@ -153,6 +154,7 @@ func TestREADME(t *testing.T) {
 	t.Run("defaults are the README's port", func(t *testing.T) { checkDefaults(t, bin) })
 	t.Run("configuration table matches edge -h", func(t *testing.T) { checkConfigTable(t, bin, mustRead(t, "README.md")) })
 	t.Run("walk-through", func(t *testing.T) { walkThrough(t, bin, b) })
+	t.Run("development mode", func(t *testing.T) { devMode(t, bin, b) })
 }
 
 // checkTestCommand: each command of the README's test block (joined by
@@ -623,7 +625,7 @@ func walkThrough(t *testing.T, bin string, b map[string]block) {
 	}
 
 	// Terminal 1: the edge.
-	edge := w.start(b["edge"])
+	edge := w.start(b["edge-open"])
 	w.waitReady(edge)
 
 	// Terminal 2: the watcher; it says "attached <channel>" on stderr.
@@ -694,7 +696,45 @@ func walkThrough(t *testing.T, bin string, b map[string]block) {
 	w.interrupt(edge)
 	ln, err := net.Listen("tcp", w.addr)
 	if err != nil {
-		w.fatalf(b["edge"], "its port is still taken after it stopped: %v", err)
+		w.fatalf(b["edge-open"], "its port is still taken after it stopped: %v", err)
 	}
 	ln.Close()
+}
+
+// devMode: the README's first command, `go run ./cmd/edge` with nothing
+// configured, prints an API key and a subscriber token; the key publishes
+// (the walk-through's publish block, with the key), no credential does not.
+func devMode(t *testing.T, bin string, b map[string]block) {
+	w := &walk{t: t, bin: bin}
+	edge := w.start(b["edge"])
+	w.waitReady(edge)
+	var key, token string
+	w.waitFor(b["edge"], "the development banner (API key and token) on stderr", func() bool {
+		out := edge.stderr.String()
+		key = regexp.MustCompile(`(?m)^\s+(dev:[A-Za-z0-9]+)\s*$`).FindString(out)
+		token = regexp.MustCompile(`(?m)^\s+(eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)\s*$`).FindString(out)
+		return key != "" && token != ""
+	})
+	key = strings.TrimSpace(key)
+	pub := w.parsePublish(b["publish"])
+	post := func(auth string) int {
+		body, _ := json.Marshal(pub.msgs[0])
+		req, _ := http.NewRequest(http.MethodPost, "http://"+w.addr+"/v1/channels/"+pub.channel+"/messages", bytes.NewReader(body))
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		if err != nil {
+			w.fatalf(b["edge"], "publish: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(key); code != http.StatusOK {
+		w.fatalf(b["edge"], "a publish with the printed API key answered %d, want 200", code)
+	}
+	if code := post(""); code != http.StatusUnauthorized {
+		w.fatalf(b["edge"], "a publish without credentials answered %d, want 401 (development mode is not open)", code)
+	}
+	w.interrupt(edge)
 }
