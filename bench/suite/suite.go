@@ -193,6 +193,11 @@ func (s *Suite) startSpec(server, format string, extraArgs, env []string, wait t
 	case "ours":
 		spec.Bin = s.bin.Edge
 		spec.Args = []string{"-addr", addr}
+		if s.bin.EdgeHas("open") {
+			// The generator connects and publishes without credentials: the
+			// suite measures the data path (auth costs are measured in auth).
+			spec.Args = append(spec.Args, "-open")
+		}
 		if s.bin.EdgeHas("debug-addr") {
 			spec.DebugAddr = FreeAddr()
 			spec.Args = append(spec.Args, "-debug-addr", spec.DebugAddr)
