@@ -2,9 +2,9 @@ package gateway
 
 import (
 	"bytes"
-	"math/rand/v2"
 	"fmt"
 	"hash/crc32"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
