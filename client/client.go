@@ -61,6 +61,11 @@ type Client struct {
 	// Session uses it to route messages without blocking the reader. When it
 	// returns true the frame is consumed.
 	frames func(fr *codec.Frame) bool
+	// deltas holds the delta bases per channel (delta.go); deltaErr, if
+	// set, is told of a delta frame that did not apply (a Session resyncs
+	// the channel), else the Client re-attaches the channel itself.
+	deltas   deltaBases
+	deltaErr func(channel string, err error)
 	// lastRecv is when the last frame arrived (Unix nanoseconds): a
 	// Session takes an edge for dead when it goes quiet.
 	lastRecv atomic.Int64
@@ -77,10 +82,10 @@ type Client struct {
 // Dial connects to an edge. url is the edge's base WebSocket URL, e.g.
 // "ws://127.0.0.1:8080"; the path /v1/ws and the format are added.
 func Dial(ctx context.Context, url string, o Options) (*Client, error) {
-	return dial(ctx, url, o, nil)
+	return dial(ctx, url, o, nil, nil)
 }
 
-func dial(ctx context.Context, url string, o Options, frames func(*codec.Frame) bool) (*Client, error) {
+func dial(ctx context.Context, url string, o Options, frames func(*codec.Frame) bool, deltaErr func(string, error)) (*Client, error) {
 	if o.Buffer <= 0 {
 		o.Buffer = 4096
 	}
@@ -107,16 +112,17 @@ func dial(ctx context.Context, url string, o Options, frames func(*codec.Frame) 
 		return nil, fmt.Errorf("client: dial %s: %w", url, err)
 	}
 	c := &Client{
-		ws:      ws,
-		url:     url,
-		apiKey:  o.APIKey,
-		format:  o.Format,
-		msgs:    make(chan Message, o.Buffer),
-		errs:    make(chan *codec.Error, 64),
-		done:    make(chan struct{}),
-		closing: make(chan struct{}),
-		frames:  frames,
-		pending: make(map[uint64]chan codec.Frame),
+		ws:       ws,
+		url:      url,
+		apiKey:   o.APIKey,
+		format:   o.Format,
+		msgs:     make(chan Message, o.Buffer),
+		errs:     make(chan *codec.Error, 64),
+		done:     make(chan struct{}),
+		closing:  make(chan struct{}),
+		frames:   frames,
+		deltaErr: deltaErr,
+		pending:  make(map[uint64]chan codec.Frame),
 	}
 	c.lastRecv.Store(time.Now().UnixNano())
 	go c.readLoop()
@@ -166,6 +172,7 @@ func (c *Client) AttachInfo(ctx context.Context, channel string, opts codec.Atta
 // attachRef is AttachInfo with the request's ref chosen by the caller (0:
 // the next one), so that a Session can recognise the answer on the read loop.
 func (c *Client) attachRef(ctx context.Context, channel string, opts codec.AttachOptions, ref uint64) (Attached, error) {
+	c.deltas.attaching(channel, opts)
 	fr, err := c.request(ctx, &codec.Frame{Type: codec.FrameAttach, Ref: ref, Channel: channel, Options: opts})
 	return Attached{Continuity: fr.Continuity, Pos: fr.Pos}, err
 }
@@ -305,6 +312,17 @@ func (c *Client) readLoop() {
 				continue
 			}
 			c.pushError(codec.AsError(err))
+			continue
+		}
+		keep, derr := c.deltas.frame(c.format, &fr)
+		if derr != nil {
+			if c.deltaErr != nil {
+				c.deltaErr(fr.Channel, derr)
+			} else {
+				c.resyncDelta(fr.Channel)
+			}
+		}
+		if !keep {
 			continue
 		}
 		if c.frames != nil && c.frames(&fr) {

@@ -127,6 +127,19 @@ func (sub *Subscription) onMessage(gen uint64, m Message) {
 	sub.pushLocked(item{msg: m})
 }
 
+// onDeltaError handles a delta frame that did not apply: like a full
+// buffer, messages are dropped until a resync fetches them again.
+func (sub *Subscription) onDeltaError(gen uint64) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if sub.ended || (gen == sub.waitGen && sub.gates > 0) || sub.overflow {
+		return // an attach's answer and its replay are coming anyway
+	}
+	sub.stats.DeltaErrors++
+	sub.overflow = true
+	sub.resyncLocked()
+}
+
 // onLost handles a loss the edge reports mid-stream, like a lost
 // continuity on a re-attach: the stream continues from pos.
 func (sub *Subscription) onLost(gen uint64, c codec.Continuity, pos string) {

@@ -47,3 +47,13 @@ func (s *Session) subscription(channel string) *Subscription {
 	defer s.mu.Unlock()
 	return s.subs[channel]
 }
+
+// deltaFailed handles a delta frame of connection gen that did not apply:
+// the message is not shown; the subscription drops what follows and
+// resyncs, resuming after its last buffered message, as after an overflow.
+func (s *Session) deltaFailed(gen uint64, channel string, err error) {
+	if sub := s.subscription(channel); sub != nil {
+		s.o.Logger.Warn("session: delta frame did not apply; resyncing", "channel", channel, "err", err)
+		sub.onDeltaError(gen)
+	}
+}

@@ -333,7 +333,8 @@ func (s *Session) connect(ctx context.Context, url string) (*Client, error) {
 	gen := s.gen
 	s.url = url
 	s.mu.Unlock()
-	c, err := dial(dctx, url, o, func(fr *codec.Frame) bool { return s.handleFrame(gen, fr) })
+	c, err := dial(dctx, url, o, func(fr *codec.Frame) bool { return s.handleFrame(gen, fr) },
+		func(channel string, err error) { s.deltaFailed(gen, channel, err) })
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,14 @@ type SubscribeOptions struct {
 	Rewind    int
 	RewindFor time.Duration
 	Resume    string
+	// Delta asks for message payloads as deltas (codec.DeltaVCDIFF; "" for
+	// none): the session applies them, the application sees full
+	// payloads. Conflate and ConflateKey ask the edge for at most one
+	// message per Conflate per channel, or per value of the payload's
+	// top-level field ConflateKey (docs/protocol.md §6).
+	Delta       string
+	Conflate    time.Duration
+	ConflateKey string
 	// Buffer is how many messages wait for the application at most
 	// (default: the session's Options.Buffer).
 	Buffer int
@@ -78,6 +86,11 @@ type SubscriptionStats struct {
 	Dropped   int // messages not buffered because the buffer was full
 	Resyncs   int // re-attaches that fetched the dropped messages again
 	Lost      int // continuity losses reported to the application
+	// DeltaErrors counts delta frames that did not apply to the base held
+	// (a wrong base, a corrupt delta) and made the subscription resync;
+	// they and what followed until the resync were dropped, and the
+	// application never saw a wrong payload.
+	DeltaErrors int
 }
 
 // ErrSubscribed is returned by Subscribe for a channel that is already
@@ -139,7 +152,7 @@ type item struct {
 // session is connected and the edge has answered the attach; if ctx ends
 // first, or the edge refuses, there is no subscription.
 func (s *Session) Subscribe(ctx context.Context, channel string, o SubscribeOptions) (*Subscription, error) {
-	opts := codec.AttachOptions{Rewind: o.Rewind, RewindFor: o.RewindFor, Resume: o.Resume}
+	opts := codec.AttachOptions{Rewind: o.Rewind, RewindFor: o.RewindFor, Resume: o.Resume, Delta: o.Delta, Conflate: o.Conflate, ConflateKey: o.ConflateKey}
 	sub := s.newSubscription(channel, opts, o.Buffer)
 	sub.onMsg, sub.onCont = o.OnMessage, o.OnContinuity
 	if sub.onMsg == nil {

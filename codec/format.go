@@ -1,6 +1,8 @@
 package codec
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -72,6 +74,40 @@ func (f Format) EncodeMessage(m *Message) ([]byte, error) {
 	return f.Encode(&Frame{Type: FrameMessage, Channel: m.Channel, Msg: *m})
 }
 
+// WireData returns a payload (compact JSON, as Message.Data holds it) as
+// format f carries it in the data field of a message frame: for JSON the
+// bytes themselves, for msgpack the native msgpack value with map keys
+// sorted (docs/protocol.md §9.4). These are the bytes deltas are computed
+// between (docs/protocol.md §6.1).
+func (f Format) WireData(data []byte) ([]byte, error) {
+	if f == FormatMsgpack {
+		return jsonToMsgpack(data)
+	}
+	return data, nil
+}
+
+// DataFromWire is the inverse of WireData, for a receiver that rebuilt a
+// payload from a delta: it checks the bytes are one value of format f and
+// returns it as compact JSON (Message.Data). Errors are CodeBadRequest.
+func (f Format) DataFromWire(wire []byte) ([]byte, error) {
+	if f == FormatMsgpack {
+		r := bytes.NewReader(wire)
+		dec := getDecoder(r)
+		err := dec.Skip()
+		if err == nil {
+			putDecoder(dec)
+		}
+		if err != nil || r.Len() > 0 {
+			return nil, Errorf(CodeBadRequest, "data is not one msgpack value")
+		}
+		return msgpackToJSON(wire)
+	}
+	if !json.Valid(wire) {
+		return nil, Errorf(CodeBadRequest, "data is not one JSON value")
+	}
+	return compactJSON(wire), nil
+}
+
 // MaxRewind is the most messages a rewind may ask for.
 const MaxRewind = 1000
 
@@ -113,7 +149,29 @@ func wireOptions[R ~[]byte](opts map[string]R, dec func(raw R, v any) error) (At
 				return o, err
 			}
 		case "delta":
-			return o, Errorf(CodeUnsupportedOption, "option %q is not supported by this edge yet", Clip(k))
+			if dec(v, &o.Delta) != nil {
+				return o, Errorf(CodeBadRequest, "options.delta must be a string")
+			}
+			if o.Delta != "" && o.Delta != DeltaVCDIFF {
+				return o, Errorf(CodeUnsupportedOption, "delta format %q is not supported: use %q", Clip(o.Delta), DeltaVCDIFF)
+			}
+		case "conflate":
+			var d string
+			if dec(v, &d) != nil {
+				return o, Errorf(CodeBadRequest, "options.conflate must be a duration such as \"1s\"")
+			}
+			dur, err := time.ParseDuration(d)
+			if err != nil || dur < MinConflate || dur > MaxConflate {
+				return o, Errorf(CodeBadRequest, "options.conflate must be a duration from %v to %v, such as \"1s\"", MinConflate, MaxConflate)
+			}
+			o.Conflate = dur
+		case "conflate_key":
+			if dec(v, &o.ConflateKey) != nil {
+				return o, Errorf(CodeBadRequest, "options.conflate_key must be a string")
+			}
+			if o.ConflateKey == "" || len(o.ConflateKey) > MaxConflateKey {
+				return o, Errorf(CodeBadRequest, "options.conflate_key must be a field name of 1 to %d bytes", MaxConflateKey)
+			}
 		default:
 			return o, Errorf(CodeUnsupportedOption, "unknown option %q", Clip(k))
 		}
@@ -121,8 +179,11 @@ func wireOptions[R ~[]byte](opts map[string]R, dec func(raw R, v any) error) (At
 	if o.Resume != "" && (o.Rewind > 0 || o.RewindFor > 0) {
 		return o, Errorf(CodeBadRequest, "options.resume and options.rewind exclude each other")
 	}
-	if o.PublishOnly && (o.Resume != "" || o.Rewind > 0 || o.RewindFor > 0) {
-		return o, Errorf(CodeBadRequest, "options.publish_only receives nothing: it excludes rewind and resume")
+	if o.PublishOnly && (o.Resume != "" || o.Rewind > 0 || o.RewindFor > 0 || o.Delta != "" || o.Conflate > 0) {
+		return o, Errorf(CodeBadRequest, "options.publish_only receives nothing: it excludes rewind, resume, delta and conflate")
+	}
+	if o.ConflateKey != "" && o.Conflate == 0 {
+		return o, Errorf(CodeBadRequest, "options.conflate_key needs options.conflate")
 	}
 	return o, nil
 }
@@ -140,6 +201,15 @@ func encodeOptions(o AttachOptions) map[string]any {
 	}
 	if o.Resume != "" {
 		m["resume"] = o.Resume
+	}
+	if o.Delta != "" {
+		m["delta"] = o.Delta
+	}
+	if o.Conflate > 0 {
+		m["conflate"] = o.Conflate.String()
+	}
+	if o.ConflateKey != "" {
+		m["conflate_key"] = o.ConflateKey
 	}
 	if len(m) == 0 {
 		return nil

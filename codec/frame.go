@@ -79,7 +79,31 @@ type AttachOptions struct {
 	// Resume is a resume token (the pos of the last message received):
 	// the edge sends exactly the messages after it, then live ones.
 	Resume string
+	// Delta asks for message payloads as deltas against the previous
+	// message of the channel when the subscriber holds it: DeltaVCDIFF or
+	// "" (none). See docs/protocol.md §6.1.
+	Delta string
+	// Conflate asks for at most one message per Conflate per channel, or
+	// per conflation key if ConflateKey names a top-level field of the
+	// payload; superseded messages are dropped, latest wins
+	// (docs/protocol.md §6.2). 0: no conflation.
+	Conflate    time.Duration
+	ConflateKey string
 }
+
+// DeltaVCDIFF is the value of the delta attach option for VCDIFF deltas
+// (RFC 3284), the one delta format of protocol v1.
+const DeltaVCDIFF = "vcdiff"
+
+// Conflation bounds: a shorter interval would save little over no
+// conflation and cost a timer per subscriber each time; a longer one would
+// hide a market for longer than any odds screen tolerates.
+const (
+	MinConflate     = 100 * time.Millisecond
+	MaxConflate     = time.Minute
+	MaxConflateKey  = 64 // bytes of a conflate_key field name
+	MaxDeltaPayload = 64 << 10
+)
 
 // Frame is one decoded frame of the client wire protocol, in either
 // encoding. Which fields are meaningful depends on Type (docs/protocol.md).
@@ -107,4 +131,18 @@ type Frame struct {
 	Continuity Continuity
 	// Token is the capability token of an auth frame.
 	Token string
+
+	// Delta, on a message frame, replaces the payload: a VCDIFF delta
+	// whose source is the wire payload of the message Base (its id), and
+	// whose target is this message's wire payload (see Format.WireData).
+	// BaseCRC is the CRC-32 (IEEE) of the source, for the receiver to
+	// check that it holds the right base. Msg.Data is then empty.
+	Delta   []byte
+	Base    string
+	BaseCRC uint32
+	// Wire is the payload as the frame's format carries it (Format.WireData
+	// of Msg.Data). Decode sets it on frames with data; Encode, if it is
+	// set, writes it instead of converting Msg.Data again (the edge
+	// converts once per message and keeps the bytes as a delta base).
+	Wire []byte
 }

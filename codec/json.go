@@ -40,6 +40,7 @@ func decodeJSON(b []byte) (Frame, error) {
 		// Unmarshal has validated it; keep our own compact copy (the input
 		// buffer is reused by the reader).
 		fr.Msg.Data = compactJSON(w.Data)
+		fr.Wire = fr.Msg.Data
 	}
 	return fr, nil
 }

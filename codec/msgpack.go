@@ -38,6 +38,7 @@ func decodeMsgpack(b []byte) (Frame, error) {
 			return partial(w.Type, w.Ref, w.Channel), err
 		}
 		fr.Msg.Data = data
+		fr.Wire = append([]byte(nil), w.Data...)
 	}
 	return fr, nil
 }
@@ -70,10 +71,13 @@ func encodeMsgpack(fr *Frame) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(fr.Msg.Data) > 0 {
+	if len(fr.Msg.Data) > 0 && fr.Wire == nil {
 		if w.Data, err = jsonToMsgpack(fr.Msg.Data); err != nil {
 			return nil, err
 		}
+	}
+	if fr.Wire != nil {
+		w.Data = fr.Wire
 	}
 	return marshalCompact(&w)
 }
@@ -86,6 +90,10 @@ func marshalCompact(v any) ([]byte, error) {
 	defer msgpack.PutEncoder(enc)
 	enc.Reset(&buf)
 	enc.UseCompactInts(true)
+	// Map keys sorted: the same value always encodes to the same bytes, so
+	// a delta between two msgpack payloads (docs/protocol.md §6.1) touches
+	// only what changed.
+	enc.SetSortMapKeys(true)
 	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}

@@ -12,6 +12,9 @@ type wireFrame[R ~[]byte] struct {
 	ID         string       `json:"id,omitempty" msgpack:"id,omitempty"`
 	Name       string       `json:"name,omitempty" msgpack:"name,omitempty"`
 	Data       R            `json:"data,omitempty" msgpack:"data,omitempty"`
+	Delta      []byte       `json:"delta,omitempty" msgpack:"delta,omitempty"`
+	Base       string       `json:"base,omitempty" msgpack:"base,omitempty"`
+	BaseCRC    uint32       `json:"base_crc,omitempty" msgpack:"base_crc,omitempty"`
 	Time       int64        `json:"time,omitempty" msgpack:"time,omitempty"`
 	Code       int          `json:"code,omitempty" msgpack:"code,omitempty"`
 	Message    string       `json:"message,omitempty" msgpack:"message,omitempty"`
@@ -35,6 +38,9 @@ func toWire[R ~[]byte](fr *Frame, marshal func(any) ([]byte, error)) (wireFrame[
 		Pos:        fr.Pos,
 		Continuity: string(fr.Continuity),
 		Token:      fr.Token,
+		Delta:      fr.Delta,
+		Base:       fr.Base,
+		BaseCRC:    fr.BaseCRC,
 	}
 	if fr.Err != nil {
 		w.Code, w.Message = int(fr.Err.Code), fr.Err.Message
@@ -65,6 +71,9 @@ func fromWire[R ~[]byte](w *wireFrame[R], unmarshal func(R, any) error) (Frame, 
 		Continuity: Continuity(w.Continuity),
 		Token:      w.Token,
 		Msg:        Message{Channel: w.Channel, ID: w.ID, Name: w.Name, Time: w.Time},
+		Delta:      w.Delta,
+		Base:       w.Base,
+		BaseCRC:    w.BaseCRC,
 	}
 	if fr.Type == FrameInvalid {
 		return Frame{Ref: w.Ref, Channel: w.Channel}, unknownType(w.Type)

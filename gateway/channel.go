@@ -25,7 +25,7 @@ type channel struct {
 	h    *hub
 
 	mu      sync.Mutex // guards the fields below
-	members map[*conn]*member
+	members map[subscriber]*member
 	snap    []*member // members as a slice for fan-out; nil when stale
 	hist    []*entry
 	origins map[string]*originState
@@ -33,14 +33,25 @@ type channel struct {
 	forgot  int64             // highest origin time of a message this channel state no longer accounts for
 	named   map[string]uint64 // scratch for tokenLocked
 	serial  uint64            // messages delivered so far (history cursors)
+	last    *entry            // the last message delivered: the next one's delta base
 	lastUse time.Time         // last delivery, attach or detach
 	dead    bool              // swept from the hub: attach must look again
 }
 
-// member is one subscriber of the channel.
+// member is one subscriber of the channel, with its delta and conflation
+// state.
 type member struct {
-	c    *conn
+	sub  subscriber
+	v    variant // the variant of full frames it takes
 	opts codec.AttachOptions
+	// delta: it asked for deltas. base is the serial of the last message
+	// it was sent on this attachment (so it holds that payload), 0 for
+	// none: it gets a message's delta frame only if base is the message's
+	// delta base.
+	delta bool
+	base  uint64
+	// cf is its conflation state, nil if it did not ask for conflation.
+	cf *conflater
 	// pend, for a subscriber that resumed from a position this edge had
 	// not reached yet (it lags the edge the client came from), says what
 	// the subscriber has: messages in it are skipped when they arrive, and
@@ -50,7 +61,8 @@ type member struct {
 }
 
 // entry is one delivered message in history, with the channel's position
-// after it and its frames, encoded once per format when first needed.
+// after it and its frames, prepared once per variant when first needed
+// (variant.go, delta.go).
 type entry struct {
 	m        *codec.Message
 	serial   uint64 // 1 for the channel's first message on this edge
@@ -58,17 +70,27 @@ type entry struct {
 	prevTime int64 // origin time of m's predecessor (Seq m.Prev) as delivered here; -1: not delivered just before m
 	late     bool  // m arrived at or below the channel's watermark
 	at       time.Time
-	frames   [codec.NumFormats][]byte
+	// base is the message delivered before it on this edge, the source of
+	// its deltas; nil once that has left history (so that entries do not
+	// chain the whole past).
+	base   *entry
+	frames [numVariants][]byte
+	tried  uint8                    // bit v: frames[v] was prepared (it may be nil)
+	wire   [codec.NumFormats][]byte // m.Data as each format carries it, once converted
+	key    string                   // conflation key value, for the field keyName
+	keyed  bool                     // key is set
+	keyFor string                   // the field name key was taken for
 }
 
 func newChannel(name string, h *hub) *channel {
-	return &channel{name: name, h: h, members: make(map[*conn]*member), origins: map[string]*originState{},
+	return &channel{name: name, h: h, members: make(map[subscriber]*member), origins: map[string]*originState{},
 		named: map[string]uint64{}, forgot: h.swept.Load(), lastUse: h.now()}
 }
 
-// encodeLocked encodes fr in format f as a complete WebSocket frame, or
-// returns nil (and logs) if it does not encode.
-func (ch *channel) encodeLocked(fr *codec.Frame, f codec.Format) []byte {
+// encodeLocked encodes fr as a prepared frame of variant v, or returns nil
+// (and logs) if it does not encode.
+func (ch *channel) encodeLocked(fr *codec.Frame, v variant) []byte {
+	f := v.format()
 	payload, err := f.Encode(fr)
 	if err != nil {
 		// Publishes are validated for both formats at ingress; a
@@ -76,15 +98,7 @@ func (ch *channel) encodeLocked(fr *codec.Frame, f codec.Format) []byte {
 		ch.h.logEncode(&fr.Msg, f, err)
 		return nil
 	}
-	return appendFrame(make([]byte, 0, len(payload)+10), dataOpcode(f), payload)
-}
-
-// frameLocked returns e's frame in format f, encoding it the first time.
-func (ch *channel) frameLocked(e *entry, f codec.Format) []byte {
-	if e.frames[f] == nil {
-		e.frames[f] = ch.encodeLocked(&codec.Frame{Type: codec.FrameMessage, Channel: e.m.Channel, Msg: *e.m, Pos: e.pos}, f)
-	}
-	return e.frames[f]
+	return prepare(v, payload)
 }
 
 // lostFrame is a continuity frame: messages before the next one are lost.
@@ -115,7 +129,7 @@ func (ch *channel) deliver(m *codec.Message) int {
 	case m.Prev == st.seq:
 		prevTime = st.lastTime
 	}
-	var lost [codec.NumFormats][]byte
+	var lost [numVariants][]byte
 	var lostPos string
 	if gap {
 		ch.h.gaps.Add(1)
@@ -132,7 +146,8 @@ func (ch *channel) deliver(m *codec.Message) int {
 	st.inHist++
 	ch.newest = max(ch.newest, m.Time)
 	ch.serial++
-	e := &entry{m: m, serial: ch.serial, prevTime: prevTime, late: late, at: now}
+	e := &entry{m: m, serial: ch.serial, prevTime: prevTime, late: late, at: now, base: ch.last}
+	ch.last = e
 	ch.hist = append(ch.hist, e)
 	ch.trimLocked(now)
 	e.pos = ch.tokenLocked() // after the trim: it forgets what left history for good
@@ -147,16 +162,23 @@ func (ch *channel) deliver(m *codec.Message) int {
 			ch.deliverPendingLocked(mb, e)
 			continue
 		}
-		f := mb.c.format
 		if gap {
-			if lost[f] == nil {
-				lost[f] = ch.encodeLocked(lostFrame(ch.name, lostPos), f)
+			v := mb.v
+			if lost[v] == nil {
+				lost[v] = ch.encodeLocked(lostFrame(ch.name, lostPos), v)
 			}
-			mb.c.enqueue(lost[f])
+			// What follows a gap is sent in full.
+			mb.base = 0
+			if mb.cf != nil {
+				ch.conflateGapLocked(mb)
+			}
+			mb.sub.enqueue(lost[v])
 		}
-		if b := ch.frameLocked(e, f); b != nil {
-			mb.c.enqueue(b)
+		if mb.cf != nil {
+			ch.conflateLocked(mb, e, now)
+			continue
 		}
+		ch.sendLocked(mb, e)
 	}
 	return len(ch.snap)
 }
@@ -176,13 +198,19 @@ func (ch *channel) trimLocked(now time.Time) {
 		}
 		clear(ch.hist[:drop])
 		ch.hist = ch.hist[drop:]
+		// The oldest message left no longer keeps its base alive.
+		if len(ch.hist) > 0 {
+			ch.hist[0].base = nil
+		} else if ch.last != nil {
+			ch.last.base = nil
+		}
 	}
 }
 
 // attach answers c's attach and, unless publish-only, subscribes it, after
 // replaying what the options ask for from history. It returns false, and
 // does nothing, if the channel was swept from the hub meanwhile.
-func (ch *channel) attach(c *conn, ref uint64, opts codec.AttachOptions) bool {
+func (ch *channel) attach(c subscriber, ref uint64, opts codec.AttachOptions) bool {
 	now := ch.h.now()
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
@@ -219,28 +247,42 @@ func (ch *channel) attach(c *conn, ref uint64, opts codec.AttachOptions) bool {
 		pos = ch.tokenLocked()
 	}
 	c.send(&codec.Frame{Type: codec.FrameAttached, Ref: ref, Channel: ch.name, Options: opts, Continuity: continuity, Pos: pos})
-	for i, e := range replay {
-		var b []byte
-		if own != nil {
-			b = ch.encodeLocked(&codec.Frame{Type: codec.FrameMessage, Channel: e.m.Channel, Msg: *e.m, Pos: own[i]}, c.format)
-		} else {
-			b = ch.frameLocked(e, c.format)
-		}
-		if b != nil {
-			c.enqueue(b)
-		}
-	}
 	if opts.PublishOnly {
 		ch.removeLocked(c)
 		return true
 	}
-	ch.members[c] = &member{c: c, opts: opts, pend: pend}
+	mb := &member{sub: c, v: c.wire(), opts: opts, pend: pend, delta: opts.Delta != ""}
+	if opts.Conflate > 0 {
+		mb.cf = &conflater{every: opts.Conflate, key: opts.ConflateKey}
+		replay, own = ch.conflateReplayLocked(mb, replay, own)
+		if len(replay) > 0 {
+			mb.cf.nextAt = now.Add(opts.Conflate)
+		}
+	}
+	// The replay: full frames for the first message and wherever the
+	// subscriber lacks the base, delta frames along the rest.
+	for i, e := range replay {
+		if own == nil {
+			ch.sendLocked(mb, e)
+			continue
+		}
+		if b := ch.encodeLocked(&codec.Frame{Type: codec.FrameMessage, Channel: e.m.Channel, Msg: *e.m, Pos: own[i], Wire: ch.wireLocked(e, mb.v.format())}, mb.v); b != nil {
+			c.enqueue(b)
+			ch.sentLocked(mb, e, false)
+		} else {
+			mb.base = 0
+		}
+	}
+	if old := ch.members[c]; old != nil {
+		old.stop()
+	}
+	ch.members[c] = mb
 	ch.snap = nil
 	return true
 }
 
 // detach unsubscribes c; detached is queued after anything delivered before.
-func (ch *channel) detach(c *conn, ref uint64) {
+func (ch *channel) detach(c subscriber, ref uint64) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	ch.lastUse = ch.h.now()
@@ -249,14 +291,15 @@ func (ch *channel) detach(c *conn, ref uint64) {
 }
 
 // remove unsubscribes c without a reply (connection gone).
-func (ch *channel) remove(c *conn) {
+func (ch *channel) remove(c subscriber) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	ch.removeLocked(c)
 }
 
-func (ch *channel) removeLocked(c *conn) {
-	if _, ok := ch.members[c]; ok {
+func (ch *channel) removeLocked(c subscriber) {
+	if mb, ok := ch.members[c]; ok {
+		mb.stop()
 		delete(ch.members, c)
 		ch.snap = nil
 	}

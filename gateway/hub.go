@@ -21,10 +21,14 @@ type hub struct {
 	histAge   time.Duration // history bound per channel, in age
 	now       func() time.Time
 	logEncode func(m *codec.Message, f codec.Format, err error)
-	delivered atomic.Uint64 // frames enqueued to subscribers
-	gaps      atomic.Uint64 // messages delivered after a predecessor that never came (continuity frames to the channel)
-	broken    atomic.Uint64 // continuity frames to one resumed subscriber whose missing messages this edge cannot send
-	late      atomic.Uint64 // messages that arrived at or below their channel's watermark
+	delivered atomic.Uint64              // frames enqueued to subscribers
+	gaps      atomic.Uint64              // messages delivered after a predecessor that never came (continuity frames to the channel)
+	broken    atomic.Uint64              // continuity frames to one resumed subscriber whose missing messages this edge cannot send
+	late      atomic.Uint64              // messages that arrived at or below their channel's watermark
+	prepared  [numVariants]atomic.Uint64 // message frames encoded, per variant
+	deltas    atomic.Uint64              // delta frames queued
+	deltaFull atomic.Uint64              // full frames queued to delta subscribers
+	conflated atomic.Uint64              // messages superseded for a conflated subscriber
 	// started is the time, Unix ms, from which the hub has every message
 	// published: when it started, or earlier once the backbone replayed a
 	// window from before that (warmedFrom).

@@ -78,22 +78,28 @@ func (ch *channel) deliverPendingLocked(mb *member, e *entry) {
 	if s, ok := p.wait[m.Origin]; ok && m.Seq >= s {
 		delete(p.wait, m.Origin)
 	}
+	// It gets full frames only (deltas resume once the edge has caught
+	// up): its own frames are encoded for it alone, and a message it
+	// skips is one it got elsewhere, whose payload it may or may not hold.
 	switch {
 	case p.has.Includes(m.Origin, m.Seq, m.Time):
 		// Delivered to it by the edge it came from.
+		mb.base = 0
 	case !follows(p.has, e):
 		ch.h.broken.Add(1)
 		// In line with the messages (not a reply): it precedes e.
-		mb.c.enqueue(mb.c.encode(lostFrame(ch.name, p.has.Token())))
+		mb.sub.enqueue(mb.sub.encode(lostFrame(ch.name, p.has.Token())))
 		mb.pend = nil
-		if b := ch.frameLocked(e, mb.c.format); b != nil {
-			mb.c.enqueue(b)
-		}
+		mb.base = 0
+		ch.sendLocked(mb, e)
 		return
 	default:
 		p.has.Seqs[m.Origin] = m.Seq
-		if b := ch.encodeLocked(&codec.Frame{Type: codec.FrameMessage, Channel: m.Channel, Msg: *m, Pos: p.has.Token()}, mb.c.format); b != nil {
-			mb.c.enqueue(b)
+		if b := ch.encodeLocked(&codec.Frame{Type: codec.FrameMessage, Channel: m.Channel, Msg: *m, Pos: p.has.Token(), Wire: ch.wireLocked(e, mb.v.format())}, mb.v); b != nil {
+			mb.sub.enqueue(b)
+			ch.sentLocked(mb, e, false)
+		} else {
+			mb.base = 0
 		}
 	}
 	if len(p.wait) == 0 && ch.watermarkLocked() >= p.has.Watermark {

@@ -125,6 +125,10 @@ func (x *metrics) observe(srv *gateway.Server, bb statsSource) error {
 		cGaps      = counter("feedgate.continuity.gaps", "Continuity frames sent to a channel's subscribers for a gap that could not be filled.")
 		cBroken    = counter("feedgate.continuity.broken", "Continuity frames sent to one subscriber that resumed ahead of this edge.")
 		cLate      = counter("feedgate.continuity.late", "Messages that arrived beyond the lateness bound.")
+		dPrepared  = counter("feedgate.prepared_frames", "Message frames encoded, by variant (json, msgpack, json+vcdiff, msgpack+vcdiff): at most one per message per variant.")
+		dDeltas    = counter("feedgate.delta.frames", "Delta frames queued to subscribers that asked for deltas.")
+		dFull      = counter("feedgate.delta.full", "Full frames queued to subscribers that asked for deltas (first message, after a gap or a skipped message, or a delta not smaller).")
+		dConflated = counter("feedgate.conflated", "Messages a conflated subscriber did not get because a later one of its conflation key superseded it.")
 		bbBad      = counter("feedgate.backbone.malformed", "Backbone messages that failed to decode.")
 		ends       = counter("feedgate.connection_ends", "Connections ended, by reason (the first that applied).")
 		dropped    = counter("feedgate.dropped_frames", "Frames queued for a connection and never written, by the reason it ended.")
@@ -161,9 +165,16 @@ func (x *metrics) observe(srv *gateway.Server, bb statsSource) error {
 		o.ObserveInt64(cGaps, int64(cs.Gaps))
 		o.ObserveInt64(cBroken, int64(cs.Broken))
 		o.ObserveInt64(cLate, int64(cs.Late))
+		ds := srv.DeltaStats()
+		for v, n := range ds.Prepared {
+			o.ObserveInt64(dPrepared, int64(n), metric.WithAttributeSet(attribute.NewSet(attribute.String("variant", v))))
+		}
+		o.ObserveInt64(dDeltas, int64(ds.Deltas))
+		o.ObserveInt64(dFull, int64(ds.Full))
+		o.ObserveInt64(dConflated, int64(ds.Conflated))
 		return nil
 	}, conns, deliveries, slow, bad, idle, stuck, ends, dropped, bbIn, bbDup, bbPub, bbPubErr, bbRetry, bbGaps, bbReorder, bbBad,
-		bbFilled, bbLate, bbRestarts, cGaps, cBroken, cLate)
+		bbFilled, bbLate, bbRestarts, cGaps, cBroken, cLate, dPrepared, dDeltas, dFull, dConflated)
 	return err
 }
 
