@@ -56,6 +56,12 @@ type Config struct {
 	// Limits bounds publishes, attaches and connections per connection and
 	// per key or token subject (limits.go).
 	Limits Limits
+	// Deflate offers permessage-deflate (RFC 7692, without context
+	// takeover) to clients that ask for it: message frames are then
+	// compressed once per message and variant and shared by every such
+	// subscriber. Off by default: on the odds feed it pays only for full
+	// JSON frames (docs/bandwidth.md).
+	Deflate bool
 	// AllowedOrigins, if set, lists the browser origins that may open a
 	// WebSocket connection: exact ("https://odds.example.com") or with a
 	// wildcard host ("https://*.example.com"); see origin.go for the rules.

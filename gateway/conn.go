@@ -28,6 +28,9 @@ import (
 type conn struct {
 	srv    *Server
 	format codec.Format
+	// deflate: permessage-deflate was negotiated; message frames go out
+	// compressed (replies and control frames do not need to).
+	deflate bool
 
 	// mu and what the fan-out touches for each delivery (closing, queued,
 	// queue, writing) come first, in the struct's first cache line:

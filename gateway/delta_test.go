@@ -144,7 +144,7 @@ func TestVariantsPreparedOnce(t *testing.T) {
 	for i, d := range docs {
 		h2.deliver(docMsg(uint64(i+1), d))
 	}
-	if n := h2.prepared[fullVariant(codec.FormatJSON).delta()].Load(); n != 0 {
+	if n := h2.prepared[fullVariant(codec.FormatJSON, false).delta()].Load(); n != 0 {
 		t.Errorf("%d delta frames prepared without a delta subscriber", n)
 	}
 }
@@ -316,8 +316,8 @@ func TestDeltaFrameSmall(t *testing.T) {
 			if i == 0 {
 				continue
 			}
-			full += len(e.frames[fullVariant(codec.Format(f))])
-			delta += len(e.frames[fullVariant(codec.Format(f)).delta()])
+			full += len(e.frames[fullVariant(codec.Format(f), false)])
+			delta += len(e.frames[fullVariant(codec.Format(f), false).delta()])
 		}
 		t.Logf("%v: full frames %d B, delta frames %d B per message (%.1f%%)", codec.Format(f), full/(len(docs)-1), delta/(len(docs)-1), 100*float64(delta)/float64(full))
 		if delta*2 > full {

@@ -96,6 +96,7 @@ func (s *Server) serveWS(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	remote := ctx.RemoteAddr().String()
+	deflate := s.cfg.Deflate && offersDeflate(ctx.Request.Header.Peek("Sec-WebSocket-Extensions"))
 	err = s.upgrader.Upgrade(ctx, func(ws *websocket.Conn) {
 		p, ok := s.admit(ws, pname)
 		if !ok {
@@ -116,6 +117,7 @@ func (s *Server) serveWS(ctx *fasthttp.RequestCtx) {
 		s.admitMu.Unlock()
 		c := s.newConn(ws, format, access, remote)
 		c.principal = p
+		c.deflate = deflate
 		// Hand the connection to a goroutine of its own and return: fasthttp
 		// then releases the request context and its worker goroutine (with
 		// KeepHijackedConns it leaves the socket to us), instead of holding

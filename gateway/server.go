@@ -120,7 +120,8 @@ func New(cfg Config, bb Backbone) (*Server, error) {
 		WriteBufferPool: &sync.Pool{},
 		// Origin is checked before the upgrade (AllowedOrigins), so that a
 		// refusal gets the protocol's JSON error.
-		CheckOrigin: func(*fasthttp.RequestCtx) bool { return true },
+		CheckOrigin:       func(*fasthttp.RequestCtx) bool { return true },
+		EnableCompression: cfg.Deflate,
 	}
 	s.http = &fasthttp.Server{
 		Handler: s.route,

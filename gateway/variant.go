@@ -1,6 +1,10 @@
 package gateway
 
 import (
+	"bytes"
+	"compress/flate"
+	"sync"
+
 	"github.com/feedgate/feedgate/codec"
 )
 
@@ -10,12 +14,12 @@ import (
 // lazily, as complete transport frames (for WebSocket: the frame header
 // on), and the bytes are shared read-only by every subscriber of that
 // variant. A variant is format (json | msgpack) × kind (full payload |
-// VCDIFF delta against the channel's previous message) × transport. Only
-// the WebSocket transport exists; an SSE transport is one more transport
-// value and framing case in prepare, and compressed frames (e.g.
-// permessage-deflate without context takeover, shareable because no
-// per-connection state enters them) would be one more dimension of the
-// same index. The fan-out never looks further into a subscriber than its
+// VCDIFF delta against the channel's previous message) × transport ×
+// compression. Only the WebSocket transport exists; an SSE transport is one
+// more transport value and framing case in prepare. Compressed frames are
+// permessage-deflate without context takeover (RFC 7692): no
+// per-connection state enters them, so one compressed frame is shared by
+// every subscriber of its variant. The fan-out never looks further into a subscriber than its
 // variant and its enqueue.
 
 // variant indexes the prepared frames of a message.
@@ -28,14 +32,25 @@ const (
 	numKinds  = 2
 	// numTransports: WebSocket only, for now.
 	numTransports = 1
-	numVariants   = codec.NumFormats * numKinds * numTransports
+	// numCompressions: none, or permessage-deflate.
+	numCompressions = 2
+	numVariants     = codec.NumFormats * numKinds * numTransports * numCompressions
+	// deflated is added to a variant for its compressed twin.
+	deflated = codec.NumFormats * numKinds * numTransports
 )
 
-// fullVariant is the variant of full frames in format f over WebSocket.
-func fullVariant(f codec.Format) variant { return variant(f) }
+// fullVariant is the variant of full frames in format f over WebSocket,
+// compressed if deflate.
+func fullVariant(f codec.Format, deflate bool) variant {
+	if deflate {
+		return variant(int(f) + deflated)
+	}
+	return variant(f)
+}
 
 func (v variant) format() codec.Format { return codec.Format(int(v) % codec.NumFormats) }
 func (v variant) kind() int            { return int(v) / codec.NumFormats % numKinds }
+func (v variant) deflated() bool       { return int(v) >= deflated }
 
 // delta is v's delta variant (same format and transport).
 func (v variant) delta() variant {
@@ -43,15 +58,53 @@ func (v variant) delta() variant {
 }
 
 func (v variant) String() string {
+	s := v.format().String()
 	if v.kind() == kindDelta {
-		return v.format().String() + "+vcdiff"
+		s += "+vcdiff"
 	}
-	return v.format().String()
+	if v.deflated() {
+		s += "+deflate"
+	}
+	return s
 }
 
-// prepare wraps an encoded frame in its transport's framing.
+// prepare wraps an encoded frame in its transport's framing, compressed
+// for a deflated variant.
 func prepare(v variant, payload []byte) []byte {
+	if v.deflated() {
+		return appendDeflated(make([]byte, 0, len(payload)/2+16), dataOpcode(v.format()), payload)
+	}
 	return appendFrame(make([]byte, 0, len(payload)+10), dataOpcode(v.format()), payload)
+}
+
+// deflaters are flate writers at BestSpeed: a message is compressed once
+// and written to every subscriber of its variant, so speed counts more
+// than the last few bytes.
+var deflaters = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(nil, flate.BestSpeed)
+	return w
+}}
+
+// appendDeflated appends payload as one compressed WebSocket message, or
+// as a plain one if compressing would not make it smaller
+// (compressed: RFC 7692 §7.2.1, a DEFLATE block ended by a sync flush,
+// whose trailing 0x00 0x00 0xff 0xff is removed, and RSV1 set), with no
+// context taken over from any earlier message.
+func appendDeflated(dst []byte, opcode byte, payload []byte) []byte {
+	var buf bytes.Buffer
+	buf.Grow(len(payload)/2 + 16)
+	w := deflaters.Get().(*flate.Writer)
+	w.Reset(&buf)
+	_, _ = w.Write(payload) // writes to a bytes.Buffer do not fail
+	_ = w.Flush()
+	deflaters.Put(w)
+	z := bytes.TrimSuffix(buf.Bytes(), []byte{0, 0, 0xff, 0xff})
+	if len(z) >= len(payload) {
+		// Incompressible (a msgpack delta often is): RFC 7692 lets each
+		// message go compressed or not, so this one goes plain.
+		return appendFrame(dst, opcode, payload)
+	}
+	return appendFrameFlags(dst, opcode, rsv1, z)
 }
 
 // subscriber is what a channel needs of a subscriber: the variant of full
@@ -77,7 +130,7 @@ type subscriber interface {
 
 var _ subscriber = (*conn)(nil)
 
-func (c *conn) wire() variant { return fullVariant(c.format) }
+func (c *conn) wire() variant { return fullVariant(c.format, c.deflate) }
 
 func (c *conn) offer(frame []byte) bool {
 	c.mu.Lock()
@@ -97,3 +150,17 @@ func (c *conn) offer(frame []byte) bool {
 
 // entry.tried has a bit per variant.
 var _ = [8 - numVariants]struct{}{}
+
+// offersDeflate reports whether a client's Sec-WebSocket-Extensions offers
+// permessage-deflate, by the rule the WebSocket library negotiates it with
+// (an offer whose name starts with it): the two must agree, since the
+// library decompresses what the client sends and the edge compresses what
+// it writes itself.
+func offersDeflate(header []byte) bool {
+	for _, ext := range bytes.Split(header, []byte(",")) {
+		if bytes.HasPrefix(bytes.TrimSpace(ext), []byte("permessage-deflate")) {
+			return true
+		}
+	}
+	return false
+}

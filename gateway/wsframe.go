@@ -14,15 +14,24 @@ const (
 // frame with the FIN bit set. A message frame is built once and its bytes
 // are written to every subscriber, so nothing is framed per subscriber.
 func appendFrame(dst []byte, opcode byte, payload []byte) []byte {
+	return appendFrameFlags(dst, opcode, 0, payload)
+}
+
+// rsv1 marks a compressed message (permessage-deflate, RFC 7692).
+const rsv1 = 0x40
+
+// appendFrameFlags is appendFrame with the RSV bits given in flags.
+func appendFrameFlags(dst []byte, opcode, flags byte, payload []byte) []byte {
 	n := len(payload)
+	b0 := 0x80 | flags | opcode
 	switch {
 	case n < 126:
-		dst = append(dst, 0x80|opcode, byte(n))
+		dst = append(dst, b0, byte(n))
 	case n <= 0xFFFF:
-		dst = append(dst, 0x80|opcode, 126)
+		dst = append(dst, b0, 126)
 		dst = binary.BigEndian.AppendUint16(dst, uint16(n))
 	default:
-		dst = append(dst, 0x80|opcode, 127)
+		dst = append(dst, b0, 127)
 		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
 	}
 	return append(dst, payload...)

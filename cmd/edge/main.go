@@ -55,6 +55,7 @@ type options struct {
 	warmHistory                                                                        time.Duration
 	historySize                                                                        int
 	sendQueue, maxFrame                                                                int
+	deflate                                                                            bool
 	limits                                                                             gateway.Limits // rates, connection caps (limits.go)
 	allowedOrigins                                                                     []string
 	tlsCert, tlsKey                                                                    string
@@ -117,6 +118,7 @@ func parseFlags(args []string, lookup func(string) (string, bool)) (options, err
 	fs.IntVar(&o.historySize, "history-size", ev.int("EDGE_HISTORY_SIZE", 1000), "keep at most this many messages per channel (env EDGE_HISTORY_SIZE)")
 	fs.IntVar(&o.sendQueue, "send-queue-bytes", ev.int("EDGE_SEND_QUEUE_BYTES", 1<<20), "per-connection send queue limit; past it a client is dropped as a slow consumer (env EDGE_SEND_QUEUE_BYTES)")
 	fs.IntVar(&o.maxFrame, "max-frame-bytes", ev.int("EDGE_MAX_FRAME_BYTES", 64<<10), "largest client frame accepted (env EDGE_MAX_FRAME_BYTES)")
+	fs.BoolVar(&o.deflate, "deflate", ev.bool("EDGE_DEFLATE", false), "offer permessage-deflate (no context takeover) to clients that ask; pays for full JSON frames only (env EDGE_DEFLATE)")
 	lf := limitFlags(fs, ev, &o)
 	authFlags(fs, ev, &o.auth)
 	if err := fs.Parse(args); err != nil {
@@ -197,6 +199,7 @@ func run() error {
 		HeartbeatInterval: o.heartbeat,
 		SendQueueBytes:    o.sendQueue,
 		MaxFrameSize:      o.maxFrame,
+		Deflate:           o.deflate,
 		DrainPeriod:       o.drainPeriod,
 		HistoryAge:        o.historyAge,
 		HistorySize:       o.historySize,
