@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,25 +25,13 @@ type tokenEdge struct {
 	*edgetest.Edge
 	ta    edgetest.TokenAuth
 	clock *edgetest.Clock
-	log   *syncBuffer
+	log   *edgetest.SyncBuffer
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func startTokenEdge(t *testing.T) *tokenEdge {
 	t.Helper()
 	clock := edgetest.NewClock(time.Now())
-	log := &syncBuffer{}
+	log := &edgetest.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ta := edgetest.MustTokenAuth(t, clock.Now, logger)
 	e := edgetest.MustStartEdge(t, gateway.Config{

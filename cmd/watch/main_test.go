@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,25 +12,8 @@ import (
 	"github.com/feedgate/feedgate/internal/edgetest"
 )
 
-// syncBuffer is a bytes.Buffer safe for one writer and a polling reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) waitFor(t *testing.T, what string) {
+// edgetest.SyncBuffer is a bytes.Buffer safe for one writer and a polling reader.
+func waitFor(t *testing.T, s *edgetest.SyncBuffer, what string) {
 	t.Helper()
 	edgetest.WaitFor(t, what, func() bool { return strings.Contains(s.String(), what) })
 }
@@ -52,7 +33,7 @@ func publish(t *testing.T, url, channel, data string) {
 func TestWatchMovesOnWhenEdgeDrains(t *testing.T) {
 	a := edgetest.MustStartEdge(t, gateway.Config{}, nil)
 	b := edgetest.MustStartEdge(t, gateway.Config{}, nil)
-	var stdout, stderr syncBuffer
+	var stdout, stderr edgetest.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ended := make(chan error, 1)
@@ -60,19 +41,19 @@ func TestWatchMovesOnWhenEdgeDrains(t *testing.T) {
 		ended <- run(ctx, []string{a.URL, b.URL}, []string{"w"}, "msgpack", client.Credentials{}, &stdout, &stderr)
 	}()
 
-	stderr.waitFor(t, "attached w")
+	waitFor(t, &stderr, "attached w")
 	publish(t, a.URL, "w", `{"n":1}`)
-	stdout.waitFor(t, `"data":{"n":1}`)
+	waitFor(t, &stdout, `"data":{"n":1}`)
 
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()
 	go a.Srv.Shutdown(sctx)
-	stderr.waitFor(t, "going_away (4102)")
-	stderr.waitFor(t, "connected "+b.URL)
+	waitFor(t, &stderr, "going_away (4102)")
+	waitFor(t, &stderr, "connected "+b.URL)
 	// The edges share no backbone: b knows nothing of a's positions.
-	stderr.waitFor(t, "w: continuity lost on reconnect")
+	waitFor(t, &stderr, "w: continuity lost on reconnect")
 	publish(t, b.URL, "w", `{"n":2}`)
-	stdout.waitFor(t, `"data":{"n":2}`)
+	waitFor(t, &stdout, `"data":{"n":2}`)
 
 	select {
 	case err := <-ended:

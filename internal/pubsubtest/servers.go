@@ -2,7 +2,6 @@ package pubsubtest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	"github.com/feedgate/feedgate/internal/edgetest"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -49,7 +49,7 @@ func MustStartPstest(tb testing.TB) Server {
 	bin := pstestdBinary(tb)
 	cmd := exec.Command(bin)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // gone with the test process, even if it is killed
-	var stderr syncBuffer
+	var stderr edgetest.SyncBuffer
 	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe() // pstestd exits when this closes
 	if err != nil {
@@ -149,24 +149,6 @@ func withoutRace(goflags string) string {
 	return strings.Join(keep, " ")
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // EmulatorAvailable reports whether gcloud (with its Pub/Sub emulator) is on PATH.
 func EmulatorAvailable() bool {
 	_, err := exec.LookPath("gcloud")
@@ -242,7 +224,7 @@ func (e *Emulator) Start() {
 	cmd := exec.Command("gcloud", "beta", "emulators", "pubsub", "start",
 		"--host-port="+e.addr, "--project=test", "--quiet")
 	cmd.Env = append(os.Environ(), "CLOUDSDK_CORE_DISABLE_PROMPTS=1")
-	var out syncBuffer
+	var out edgetest.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // gone with the test process, even if it is killed
 	if err := cmd.Start(); err != nil {

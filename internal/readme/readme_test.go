@@ -29,6 +29,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/feedgate/feedgate/internal/edgetest"
 	"net"
 	"net/http"
 	"os"
@@ -37,7 +38,6 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -252,29 +252,11 @@ func checkConfigTable(t *testing.T, bin, readme string) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and a polling reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a README command left running, as in a terminal of its own.
 type proc struct {
 	b              block
 	cmd            *exec.Cmd
-	stdout, stderr syncBuffer
+	stdout, stderr edgetest.SyncBuffer
 	done           chan struct{} // closed once it exited
 	err            error         // its exit, once done
 	stopping       bool          // it was sent Ctrl-C: its exit is expected
