@@ -2,8 +2,10 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	neturl "net/url"
@@ -107,6 +109,11 @@ func dial(ctx context.Context, url string, o Options, frames func(*codec.Frame) 
 	ws, resp, err := d.DialContext(ctx, u, h)
 	if err != nil {
 		if resp != nil {
+			if e := refusal(resp); e != nil {
+				// The edge refused the upgrade with its JSON error
+				// (protocol §1.3): say which, so that errors.As finds it.
+				return nil, fmt.Errorf("client: dial %s: HTTP %d: %w", url, resp.StatusCode, e)
+			}
 			return nil, fmt.Errorf("client: dial %s: %w (HTTP %d)", url, err, resp.StatusCode)
 		}
 		return nil, fmt.Errorf("client: dial %s: %w", url, err)
@@ -363,4 +370,23 @@ func (c *Client) pushError(e *codec.Error) {
 	case c.errs <- e:
 	default:
 	}
+}
+
+// refusal reads the edge's JSON error from a refused upgrade's response
+// (the WebSocket library keeps the start of its body), or nil.
+func refusal(resp *http.Response) *codec.Error {
+	if resp.Body == nil {
+		return nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	var body struct {
+		Error *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(b, &body) != nil || body.Error == nil || body.Error.Code == 0 {
+		return nil
+	}
+	return &codec.Error{Code: codec.Code(body.Error.Code), Message: body.Error.Message}
 }

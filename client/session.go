@@ -257,7 +257,12 @@ func (s *Session) run(ctx context.Context) {
 				return
 			}
 			s.o.Logger.Debug("session: connect failed", "url", url, "err", err)
-			s.emit(StateEvent{State: StateDisconnected, URL: url, Reason: err.Error(), Reconnect: true})
+			ev := StateEvent{State: StateDisconnected, URL: url, Reason: err.Error(), Reconnect: true}
+			var ce *codec.Error
+			if errors.As(err, &ce) {
+				ev.Code = ce.Code // the edge refused: unauthorized, token_expired, edge_full, ...
+			}
+			s.emit(ev)
 			// Full jitter: a storm of clients does not come back in step.
 			wait := time.Duration(rand.Int64N(int64(backoff) + 1))
 			backoff = min(2*backoff, s.o.MaxBackoff)

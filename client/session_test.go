@@ -267,6 +267,45 @@ func TestCredentialsBeforeEachConnect(t *testing.T) {
 	}
 }
 
+// TestRefusedUpgradeCode: when the edge refuses the upgrade (a wrong API
+// key), Dial's error carries the edge's code, and a session's
+// disconnected event says it, instead of Code 0 and a bare "bad handshake".
+func TestRefusedUpgradeCode(t *testing.T) {
+	a, err := auth.NewStatic([]string{"feed1:0123456789abcdef"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := edgetest.MustStartEdge(t, gateway.Config{Authorizer: a}, nil)
+	_, err = client.Dial(edgetest.Ctx10(t), e.URL, client.Options{APIKey: "feed1:wrong-secret-00000"})
+	var ce *codec.Error
+	if !errors.As(err, &ce) || ce.Code != codec.CodeUnauthorized {
+		t.Fatalf("Dial with a wrong key: %v, want an error with code %v", err, codec.CodeUnauthorized)
+	}
+	events := make(chan client.StateEvent, 16)
+	s := mustSession(t, client.SessionOptions{URLs: []string{e.URL}, Options: client.Options{APIKey: "feed1:wrong-secret-00000"},
+		OnState: func(ev client.StateEvent) {
+			select {
+			case events <- ev:
+			default:
+			}
+		}})
+	defer s.Close()
+	for {
+		select {
+		case ev := <-events:
+			if ev.State != client.StateDisconnected {
+				continue
+			}
+			if ev.Code != codec.CodeUnauthorized || !ev.Reconnect {
+				t.Fatalf("disconnected event %+v, want code %v and a reconnect", ev, codec.CodeUnauthorized)
+			}
+			return
+		case <-time.After(10 * time.Second):
+			t.Fatal("no disconnected event within 10s")
+		}
+	}
+}
+
 // TestAttachAgain: Session.Attach on a channel it attached before
 // replaces the options (as before Subscribe existed); Subscribe on it is
 // refused.

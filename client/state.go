@@ -41,8 +41,9 @@ type StateEvent struct {
 	URL string
 	// Code and Reason, on StateDisconnected, say why: the edge's disconnect
 	// code and message (codec.CodeGoingAway when it drains), the WebSocket
-	// close code, or Code 0 and what failed (a dial, a silent edge, a
-	// dropped connection). On StateClosed, Reason is Err's text, if any.
+	// close code, the code of an upgrade the edge refused (unauthorized,
+	// a token's code, edge_full, ...), or Code 0 and what failed (a dial,
+	// a silent edge, a dropped connection). On StateClosed, Reason is Err's text, if any.
 	Code   codec.Code
 	Reason string
 	// Reconnect, on StateDisconnected, tells whether the session will
