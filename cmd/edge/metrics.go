@@ -121,7 +121,8 @@ func (x *metrics) observe(srv *gateway.Server, bb statsSource) error {
 		bbReorder  = counter("feedgate.backbone.reorders", "Messages that arrived ahead of a missing predecessor and were held back.")
 		bbFilled   = counter("feedgate.backbone.filled", "Held messages released in order once their predecessor arrived.")
 		bbLate     = counter("feedgate.backbone.late", "Copies dropped because their origin's sequence had moved past them (after a gap was given up).")
-		bbRestarts = counter("feedgate.backbone.stream_restarts", "Subscription streams restarted after a connection to Pub/Sub was lost.")
+		bbRestarts = counter("feedgate.backbone.stream_restarts", "Subscription streams restarted: after a reconnection, a stall announced by beacons, or a silent subscription.")
+		bbStalls   = counter("feedgate.backbone.stalls", "Channels found owed messages (announced by their origin's beacon) for longer than the ack deadline.")
 		cGaps      = counter("feedgate.continuity.gaps", "Continuity frames sent to a channel's subscribers for a gap that could not be filled.")
 		cBroken    = counter("feedgate.continuity.broken", "Continuity frames sent to one subscriber that resumed ahead of this edge.")
 		cLate      = counter("feedgate.continuity.late", "Messages that arrived beyond the lateness bound.")
@@ -161,6 +162,7 @@ func (x *metrics) observe(srv *gateway.Server, bb statsSource) error {
 		o.ObserveInt64(bbFilled, int64(b.Filled.Load()))
 		o.ObserveInt64(bbLate, int64(b.Late.Load()))
 		o.ObserveInt64(bbRestarts, int64(b.StreamRestarts.Load()))
+		o.ObserveInt64(bbStalls, int64(b.Stalls.Load()))
 		cs := srv.ContinuityStats()
 		o.ObserveInt64(cGaps, int64(cs.Gaps))
 		o.ObserveInt64(cBroken, int64(cs.Broken))
@@ -174,7 +176,7 @@ func (x *metrics) observe(srv *gateway.Server, bb statsSource) error {
 		o.ObserveInt64(dConflated, int64(ds.Conflated))
 		return nil
 	}, conns, deliveries, slow, bad, idle, stuck, ends, dropped, bbIn, bbDup, bbPub, bbPubErr, bbRetry, bbGaps, bbReorder, bbBad,
-		bbFilled, bbLate, bbRestarts, cGaps, cBroken, cLate, dPrepared, dDeltas, dFull, dConflated)
+		bbFilled, bbLate, bbRestarts, bbStalls, cGaps, cBroken, cLate, dPrepared, dDeltas, dFull, dConflated)
 	return err
 }
 
