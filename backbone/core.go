@@ -167,9 +167,13 @@ type outItem struct {
 }
 
 type pendingPub struct {
-	m        *codec.Message
-	done     DoneFunc
-	retry    bool // its ID was already accepted: reported, not delivered
+	m     *codec.Message
+	done  DoneFunc
+	retry bool // its ID was already accepted: reported, not delivered
+	// of, on a retry of a publish still in flight (same ID), is that
+	// publish: this one is not sent; it ends with its outcome, and is
+	// reported in its own place in the queue.
+	of       *pendingPub
 	finished bool
 	err      error
 	res      publishResult
@@ -532,22 +536,23 @@ type publishAction int
 const (
 	sendIt  publishAction = iota // send the new pending publish
 	settled                      // p is finished: a retry of an accepted ID, or refused behind a failure
-	joined                       // the ID is in flight: done joined that publish
+	joined                       // the ID is in flight: p ends with that publish's outcome
 )
 
 // enqueueLocked appends m to its channel's publish queue and stamps it,
 // unless its ID was already accepted (a publisher's retry is acknowledged,
 // in order, without being sent, numbered or delivered again) or is in
-// flight (the retry joins that publish's outcome), or an earlier publish on
+// flight (the retry ends with that publish's outcome, but is reported in its
+// own place, after the publishes made between the two), or an earlier publish on
 // the channel failed and the channel still refuses (then it is refused, in
 // order). st.mu must be held.
 func (c *core) enqueueLocked(st *stripe, cs *chanState, m *codec.Message, done DoneFunc) (*pendingPub, publishAction) {
 	for _, p := range cs.pending {
-		if p.m.ID == m.ID {
+		if p.m.ID == m.ID && p.of == nil {
 			c.stats.Retries.Add(1)
-			prev := p.done
-			p.done = func(err error) { prev(err); done(err) }
-			return nil, joined
+			j := &pendingPub{m: m, done: done, of: p}
+			cs.pending = append(cs.pending, j)
+			return j, joined
 		}
 	}
 	p := &pendingPub{m: m, done: done}
@@ -583,10 +588,21 @@ func (c *core) finishLocked(cs *chanState, p *pendingPub, err error) {
 // the outbox, in publish order: accepted ones are delivered locally, then
 // reported; refused ones are reported.
 func (c *core) completeLocked(st *stripe, cs *chanState) {
-	for len(cs.pending) > 0 && cs.pending[0].finished {
+	for len(cs.pending) > 0 && (cs.pending[0].finished || cs.pending[0].of != nil) {
 		h := cs.pending[0]
 		cs.pending[0] = nil
 		cs.pending = cs.pending[1:]
+		if h.of != nil {
+			// The publish it joined is ahead of it in the queue, so it has
+			// finished and gone: accepted, this is reported as a retry;
+			// refused, as a refusal in its place.
+			h.finished, h.err, h.retry, h.of = true, h.of.err, h.of.err == nil, nil
+			if h.err != nil {
+				cs.unreported++
+			}
+			cs.outbox = append(cs.outbox, outItem{p: h})
+			continue
+		}
 		switch {
 		case h.retry:
 			cs.outbox = append(cs.outbox, outItem{p: h})
