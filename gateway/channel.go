@@ -74,6 +74,7 @@ type entry struct {
 	// its deltas; nil once that has left history (so that entries do not
 	// chain the whole past).
 	base   *entry
+	cross  []crossDelta // deltas against older bases, for conflated subscribers (delta.go)
 	frames [numVariants][]byte
 	tried  uint8                    // bit v: frames[v] was prepared (it may be nil)
 	wire   [codec.NumFormats][]byte // m.Data as each format carries it, once converted

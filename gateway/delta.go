@@ -61,11 +61,18 @@ func (ch *channel) deltaFrameLocked(e *entry, v variant) []byte {
 }
 
 func (ch *channel) prepareDeltaLocked(e *entry, v variant) []byte {
-	if e.base == nil {
+	return ch.prepareDeltaFromLocked(e, e.base, v)
+}
+
+// prepareDeltaFromLocked prepares e's delta frame against base (any
+// earlier message of the channel still in history) in the delta variant
+// of v; nil when there is none.
+func (ch *channel) prepareDeltaFromLocked(e, base *entry, v variant) []byte {
+	if base == nil {
 		return nil
 	}
 	f := v.format()
-	src, tgt := ch.wireLocked(e.base, f), ch.wireLocked(e, f)
+	src, tgt := ch.wireLocked(base, f), ch.wireLocked(e, f)
 	full := ch.fullFrameLocked(e, v)
 	if src == nil || tgt == nil || full == nil || len(src) > codec.MaxDeltaPayload || len(tgt) > codec.MaxDeltaPayload {
 		return nil
@@ -76,7 +83,7 @@ func (ch *channel) prepareDeltaLocked(e *entry, v variant) []byte {
 	dv := v.delta()
 	b := ch.encodeLocked(&codec.Frame{Type: codec.FrameMessage, Channel: e.m.Channel,
 		Msg: codec.Message{ID: e.m.ID, Name: e.m.Name, Time: e.m.Time}, Pos: e.pos,
-		Delta: d, Base: e.base.m.ID, BaseCRC: crc32.ChecksumIEEE(src)}, dv)
+		Delta: d, Base: base.m.ID, BaseCRC: crc32.ChecksumIEEE(src)}, dv)
 	ch.h.prepared[dv].Add(1)
 	if len(b) >= len(full) {
 		return nil
@@ -88,12 +95,67 @@ func (ch *channel) prepareDeltaLocked(e *entry, v variant) []byte {
 // delta: the delta frame when mb takes deltas and holds e's base, else the
 // full frame. nil if e does not encode in mb's format.
 func (ch *channel) frameForLocked(mb *member, e *entry) ([]byte, bool) {
-	if mb.delta && mb.base != 0 && e.base != nil && e.base.serial == mb.base {
+	switch {
+	case !mb.delta || mb.base == 0:
+	case e.base != nil && e.base.serial == mb.base:
 		if b := ch.deltaFrameLocked(e, mb.v); b != nil {
+			return b, true
+		}
+	case mb.cf != nil:
+		// Conflated: it skipped the messages in between on purpose, and
+		// holds an older one; a delta against that one still applies.
+		if b := ch.crossDeltaLocked(e, ch.entryLocked(mb.base), mb.v); b != nil {
 			return b, true
 		}
 	}
 	return ch.fullFrameLocked(e, mb.v), false
+}
+
+// maxCrossDeltas bounds the deltas an entry keeps against bases other than
+// its own: conflated subscribers of a channel hold one of the few messages
+// that ended their windows, so a handful serves them; past it they get the
+// full frame (nothing is encoded per subscriber).
+const maxCrossDeltas = 4
+
+// crossDelta is an entry's delta frame against an older base than its own.
+type crossDelta struct {
+	base  uint64  // the base's serial
+	v     variant // the delta variant
+	frame []byte  // nil: none (too large, or not smaller than the full frame)
+}
+
+// crossDeltaLocked returns e's delta frame against base in the delta
+// variant of v, preparing it once per (base, variant); nil if there is
+// none, base is nil (it left history), or e keeps maxCrossDeltas already.
+func (ch *channel) crossDeltaLocked(e, base *entry, v variant) []byte {
+	if base == nil {
+		return nil
+	}
+	dv := v.delta()
+	for _, c := range e.cross {
+		if c.base == base.serial && c.v == dv {
+			return c.frame
+		}
+	}
+	if len(e.cross) >= maxCrossDeltas {
+		return nil
+	}
+	b := ch.prepareDeltaFromLocked(e, base, v)
+	e.cross = append(e.cross, crossDelta{base: base.serial, v: dv, frame: b})
+	return b
+}
+
+// entryLocked returns the history entry with serial n, or nil if it is not
+// in history (serials are consecutive there).
+func (ch *channel) entryLocked(n uint64) *entry {
+	if len(ch.hist) == 0 || n < ch.hist[0].serial {
+		return nil
+	}
+	i := n - ch.hist[0].serial
+	if i >= uint64(len(ch.hist)) || ch.hist[i].serial != n {
+		return nil
+	}
+	return ch.hist[i]
 }
 
 // sendLocked queues e to mb (enqueue: a full queue ends mb as a slow
