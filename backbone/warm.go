@@ -53,8 +53,10 @@ import (
 // faster than one message every two seconds.
 const warmQuiet = 2 * time.Second
 
-// maxWarmMessages bounds what a replay collects (about 50 MB of typical
-// odds messages): a replay that would hold more is abandoned.
+// maxWarmMessages bounds what a replay holds (about 50 MB of typical odds
+// messages). Past it the oldest quarter is dropped, and the window starts
+// after them: the replay then vouches for less time, never for messages
+// it dropped.
 const maxWarmMessages = 100_000
 
 type warmup struct {
@@ -65,9 +67,9 @@ type warmup struct {
 	lastOld atomic.Int64  // Unix ns when a replayed message last arrived
 	broken  atomic.Bool   // a replayed message came without its payload
 
-	mu   sync.Mutex // guards got
-	got  []warmMsg
-	full bool // got reached maxWarmMessages
+	mu  sync.Mutex // guards got and cut
+	got []warmMsg
+	cut time.Time // messages published at or before it were dropped (see maxWarmMessages)
 
 	done   chan struct{} // closed when the replay is over (or abandoned)
 	result time.Time     // set before done is closed: from, or zero
@@ -222,21 +224,19 @@ func (r *Relay) replay(ctx context.Context, w *warmup) {
 	r.deleteWarmSubs(w)
 	if !result.IsZero() {
 		w.mu.Lock()
-		got := w.got
+		got, cut := w.got, w.cut
 		w.got = nil
 		w.mu.Unlock()
-		// Publish time orders one origin's messages on a channel (they are
-		// published in order, on one ordering key); Seq breaks ties.
-		slices.SortStableFunc(got, func(a, b warmMsg) int {
-			if c := a.at.Compare(b.at); c != 0 {
-				return c
-			}
-			return cmp.Compare(a.m.Seq, b.m.Seq)
-		})
+		if cut.After(result) {
+			// Too many to hold: the window starts after what was dropped.
+			result = cut.Add(time.Nanosecond)
+			r.log.Warn("backbone: the replay brought more than it may hold; its oldest messages were dropped", "max", maxWarmMessages, "from", result.UTC().Format(time.RFC3339Nano))
+		}
+		sortWarm(got)
 		for i := range got {
 			r.receive(&got[i].m)
 		}
-		r.log.Info("backbone: history warmed", "messages", len(got), "from", w.from.UTC().Format(time.RFC3339),
+		r.log.Info("backbone: history warmed", "messages", len(got), "from", result.UTC().Format(time.RFC3339),
 			"took", time.Since(w.start).Round(time.Millisecond).String())
 	}
 	w.finish(result)
@@ -261,18 +261,44 @@ func (w *warmup) note(i int, pm *pubsub.Message) {
 	if err != nil {
 		return // counted by the live subscription, which gets what is newer
 	}
+	w.keep(warmMsg{at: pm.PublishTime, m: m}, maxWarmMessages)
+}
+
+// keep holds a replayed message; past limit it drops the oldest quarter
+// and moves cut past them.
+func (w *warmup) keep(msg warmMsg, limit int) {
 	w.mu.Lock()
-	if len(w.got) < maxWarmMessages {
-		w.got = append(w.got, warmMsg{at: pm.PublishTime, m: m})
-	} else {
-		w.full = true
+	defer w.mu.Unlock()
+	if !msg.at.After(w.cut) {
+		return // older than what was dropped already
 	}
-	w.mu.Unlock()
+	w.got = append(w.got, msg)
+	if len(w.got) >= limit {
+		sortWarm(w.got)
+		drop := len(w.got) / 4
+		w.cut = w.got[drop-1].at
+		for drop < len(w.got) && !w.got[drop].at.After(w.cut) {
+			drop++ // same publish time as the last dropped: dropped too
+		}
+		w.got = slices.Delete(w.got, 0, drop)
+	}
+}
+
+// sortWarm sorts replayed messages by publish time, which orders one
+// origin's messages on a channel (they are published in order, on one
+// ordering key); Seq breaks ties.
+func sortWarm(got []warmMsg) {
+	slices.SortStableFunc(got, func(a, b warmMsg) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.m.Seq, b.m.Seq)
+	})
 }
 
 // waitReplay returns the window's start once the replay is over, or zero
 // if it is abandoned: after WarmTimeout (from Start), a message without
-// its payload, too many messages, or ctx's end.
+// its payload, or ctx's end.
 func (r *Relay) waitReplay(ctx context.Context, w *warmup) time.Time {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -283,15 +309,9 @@ func (r *Relay) waitReplay(ctx context.Context, w *warmup) time.Time {
 			return time.Time{}
 		case <-tick.C:
 		}
-		w.mu.Lock()
-		full := w.full
-		w.mu.Unlock()
 		switch {
 		case w.broken.Load():
 			r.log.Warn("backbone: the replay failed or brought messages without their payloads (pstest's Seek does); history is not warmed")
-			return time.Time{}
-		case full:
-			r.log.Warn("backbone: the replay brought more messages than it may hold; history is not warmed", "max", maxWarmMessages)
 			return time.Time{}
 		case w.over():
 			return w.from
