@@ -20,12 +20,12 @@ type OddsParams struct {
 	// variants run besides the full ones.
 	VariantSkews []float64 `json:"variant_zipf_exponents"`
 	Conflate     string    `json:"conflate_interval"`
-	Rate           float64   `json:"rate_msg_per_sec"`
-	WindowSec      float64   `json:"window_sec"`
-	DrainSec       float64   `json:"max_drain_sec"`
-	Publishers     int       `json:"websocket_publishers"`
-	Spread         string    `json:"publish_spread"`
-	Payload        string    `json:"payload"`
+	Rate         float64   `json:"rate_msg_per_sec"`
+	WindowSec    float64   `json:"window_sec"`
+	DrainSec     float64   `json:"max_drain_sec"`
+	Publishers   int       `json:"websocket_publishers"`
+	Spread       string    `json:"publish_spread"`
+	Payload      string    `json:"payload"`
 	// The simulator's shape: Channels = Events x MarketsPerEvent, one
 	// channel per market, channel index i = market i%MarketsPerEvent of
 	// event i/MarketsPerEvent.
