@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Kind is the wire protocol of a target server.
@@ -28,6 +29,12 @@ type Target struct {
 	Kind   Kind
 	Addr   string // host:port, loopback only
 	Format string // Ours only: "json" or "msgpack"
+	// Delta asks for delta frames on every channel: ours "vcdiff" (attach
+	// option delta), the peer "fossil" (subscribe field delta); "" for none.
+	Delta string
+	// Conflate, ours only, asks for at most one message per interval per
+	// channel (attach option conflate, a Go duration such as "1s").
+	Conflate string
 }
 
 func (t Target) binary() bool { return t.Kind == Ours && t.Format == "msgpack" }
@@ -62,8 +69,18 @@ func (t Target) subscribeFrames(dst []byte, channels []string, pos []resumePos) 
 	switch t.Kind {
 	case Ours:
 		for i, ch := range channels {
+			var opts []string
 			if p := known(i); p != nil {
-				dst = t.oursFrame(dst, fmt.Sprintf(`{"type":"attach","ref":%d,"channel":%q,"options":{"resume":%q}}`, i+1, ch, p.tok))
+				opts = append(opts, fmt.Sprintf(`"resume":%q`, p.tok))
+			}
+			if t.Delta != "" {
+				opts = append(opts, fmt.Sprintf(`"delta":%q`, t.Delta))
+			}
+			if t.Conflate != "" {
+				opts = append(opts, fmt.Sprintf(`"conflate":%q`, t.Conflate))
+			}
+			if len(opts) > 0 {
+				dst = t.oursFrame(dst, fmt.Sprintf(`{"type":"attach","ref":%d,"channel":%q,"options":{%s}}`, i+1, ch, strings.Join(opts, ",")))
 			} else {
 				dst = t.oursFrame(dst, fmt.Sprintf(`{"type":"attach","ref":%d,"channel":%q}`, i+1, ch))
 			}
@@ -71,11 +88,15 @@ func (t Target) subscribeFrames(dst []byte, channels []string, pos []resumePos) 
 		return dst, len(channels)
 	case Peer:
 		dst = appendClientFrame(dst, opText, []byte(`{"id":1,"connect":{}}`))
+		delta := ""
+		if t.Delta != "" {
+			delta = fmt.Sprintf(`,"delta":%q`, t.Delta)
+		}
 		for i, ch := range channels {
 			if p := known(i); p != nil {
-				dst = appendClientFrame(dst, opText, fmt.Appendf(nil, `{"id":%d,"subscribe":{"channel":%q,"recover":true,"epoch":%q,"offset":%d}}`, i+2, ch, p.tok, p.off))
+				dst = appendClientFrame(dst, opText, fmt.Appendf(nil, `{"id":%d,"subscribe":{"channel":%q,"recover":true,"epoch":%q,"offset":%d%s}}`, i+2, ch, p.tok, p.off, delta))
 			} else {
-				dst = appendClientFrame(dst, opText, fmt.Appendf(nil, `{"id":%d,"subscribe":{"channel":%q}}`, i+2, ch))
+				dst = appendClientFrame(dst, opText, fmt.Appendf(nil, `{"id":%d,"subscribe":{"channel":%q%s}}`, i+2, ch, delta))
 			}
 		}
 		return dst, len(channels) + 1

@@ -42,8 +42,9 @@ type Reader struct {
 	hist      *hdrhistogram.Histogram
 	stepStart []int64 // per channel: lower sequences belong to an earlier window
 
-	resume bool       // track each subscriber's position per channel and resume from it on reconnect
-	cont   Continuity // subscription answers since the start
+	resume bool        // track each subscriber's position per channel and resume from it on reconnect
+	dt     *deltaTrack // rebuild and check delta frames (delta.go); nil when off
+	cont   Continuity  // subscription answers since the start
 
 	// The epoll dialer's state (dialer.go), owned by the loop.
 	dials      []*dial // by descriptor: connections being opened
@@ -143,6 +144,26 @@ func (r *Reader) Peek() Stats {
 // late from now on (they were published in an earlier window).
 func (r *Reader) SetWindowStart(start []int64) {
 	r.Do(func() { copy(r.stepStart, start) })
+}
+
+// Stale counts the subscriptions (subscriber and channel) whose latest
+// message has a sequence below last[ci], the channel's last published one:
+// with conflation, the latest message of every channel must still arrive.
+func (r *Reader) Stale(last []int64) int64 {
+	var n int64
+	r.Do(func() {
+		for _, c := range r.conns {
+			if c == nil {
+				continue
+			}
+			for i, ci := range c.sub.Channels {
+				if t := c.sub.track[i]; last[ci] > 0 && (!t.seen || t.last < last[ci]) {
+					n++
+				}
+			}
+		}
+	})
+	return n
 }
 
 // DropAll closes every subscriber connection from the client side and
@@ -326,6 +347,9 @@ func (r *Reader) onFrame(c *conn, f *frame, now int64) {
 }
 
 func (r *Reader) onUnit(c *conn, u []byte, now int64) {
+	if r.dt != nil && r.deltaUnit(c, u, now) {
+		return
+	}
 	// A Centrifuge reply may hold recovered publications: not a message.
 	if r.t.Kind != Peer || !bytes.HasPrefix(u, peerReply) {
 		if s, ok := extract(u, r.bin); ok {

@@ -16,6 +16,11 @@ type Stats struct {
 	Controls    int64 // non-message frames (heartbeats, replies)
 	Errors      int64 // error or nack replies
 	Disconnects int64 // server-side closes or disconnect messages
+
+	// With deltas on (Reader.EnableDelta):
+	DeltaFrames  int64 // delta frames received (the rest of Received came in full)
+	DeltaChecked int64 // messages rebuilt and compared with the published payload
+	DeltaErrors  int64 // failed checks: wrong base, undecodable delta, payload not the published one
 }
 
 // NewHist returns the latency histogram every window uses: microseconds from

@@ -10,6 +10,16 @@ type Sub struct {
 	track []chanTrack // parallel to Channels; owned by the reader goroutine
 	pos   []resumePos // parallel to Channels when the reader tracks positions; owned by the reader goroutine
 	live  *conn       // current connection; owned by the reader goroutine
+	base  [][]byte    // parallel to Channels with deltas on: the message held as a delta base (its id); owned by the reader goroutine
+}
+
+// heldBase returns the base record of s.Channels[i], allocating the records
+// on first use.
+func (s *Sub) heldBase(i int) *[]byte {
+	if s.base == nil {
+		s.base = make([][]byte, len(s.Channels))
+	}
+	return &s.base[i]
 }
 
 // NewSub returns a subscriber on the given channel indices.

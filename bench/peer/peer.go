@@ -23,9 +23,39 @@ type Options struct {
 	// recovered:false when history no longer covers the gap.
 	HistorySize int
 	HistoryTTL  time.Duration
+	// Delta lets subscribers negotiate fossil deltas (subscribe with
+	// "delta":"fossil"; SubscribeOptions.AllowedDeltaTypes) and publishes
+	// every client publication with centrifuge.WithDelta. The in-memory
+	// broker finds a publication's delta base in the channel's history, so
+	// delta mode keeps at least the last publication (deltaHistory) when no
+	// larger history is configured, and turns on positioning (Centrifuge
+	// sends deltas only to positioned subscribers here).
+	Delta bool
 }
 
+// deltaHistory is the history a delta-mode peer keeps without -history-size:
+// one publication per channel, the base of the next delta, for a minute.
+var deltaHistory = struct {
+	size int
+	ttl  time.Duration
+}{1, time.Minute}
+
 func (o Options) history() bool { return o.HistorySize > 0 && o.HistoryTTL > 0 }
+
+// publishOptions are the options of every publication.
+func (o Options) publishOptions() []centrifuge.PublishOption {
+	var po []centrifuge.PublishOption
+	switch {
+	case o.history():
+		po = append(po, centrifuge.WithHistory(o.HistorySize, o.HistoryTTL))
+	case o.Delta:
+		po = append(po, centrifuge.WithHistory(deltaHistory.size, deltaHistory.ttl))
+	}
+	if o.Delta {
+		po = append(po, centrifuge.WithDelta(true))
+	}
+	return po
+}
 
 // New starts a Centrifuge node and returns it with its HTTP handler:
 //
@@ -47,12 +77,30 @@ func New(opt Options) (*centrifuge.Node, http.Handler, error) {
 		c.OnSubscribe(func(e centrifuge.SubscribeEvent, cb centrifuge.SubscribeCallback) {
 			var rep centrifuge.SubscribeReply
 			rep.Options.EnableRecovery = opt.history()
+			if opt.Delta {
+				// Centrifuge sends a positioned subscriber deltas against
+				// the broker's previous publication; without positioning
+				// it looks for the node's own previous one, which only its
+				// channel medium keeps, and sends everything in full.
+				rep.Options.AllowedDeltaTypes = []centrifuge.DeltaType{centrifuge.DeltaTypeFossil}
+				rep.Options.EnablePositioning = true
+			}
 			cb(rep, nil)
 		})
 		c.OnPublish(func(e centrifuge.PublishEvent, cb centrifuge.PublishCallback) {
 			var rep centrifuge.PublishReply
 			if opt.history() {
 				rep.Options.HistorySize, rep.Options.HistoryTTL = opt.HistorySize, opt.HistoryTTL
+			}
+			if opt.Delta {
+				// A client publication carries no delta flag: publish it
+				// here, with one, and hand Centrifuge the result.
+				res, err := node.Publish(e.Channel, e.Data, opt.publishOptions()...)
+				if err != nil {
+					cb(rep, err)
+					return
+				}
+				rep.Result = &res
 			}
 			cb(rep, nil)
 		})
@@ -71,11 +119,7 @@ func New(opt Options) (*centrifuge.Node, http.Handler, error) {
 			http.Error(w, "need ?channel= and a body", http.StatusBadRequest)
 			return
 		}
-		var po []centrifuge.PublishOption
-		if opt.history() {
-			po = append(po, centrifuge.WithHistory(opt.HistorySize, opt.HistoryTTL))
-		}
-		if _, err := node.Publish(ch, body, po...); err != nil {
+		if _, err := node.Publish(ch, body, opt.publishOptions()...); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}

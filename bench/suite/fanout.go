@@ -169,6 +169,10 @@ func (s *Suite) profile(sr *ScenarioResult, l *load, run *RunResult, p FanoutPar
 func (s *Suite) printStep(label string, st *Step) {
 	s.printf("%s rate=%.0f: pub=%.0f/s deliv=%.0f/s p50=%.1fms p99=%.1fms max=%.0fms lost=%d dup=%d reord=%d srvCPU=%.0f%% genCPU=%.0f%% otherCPU=%.0f%% B/deliv=%.0f\n",
 		label, st.Rate, st.PubRate, st.DelivPerSec, st.P50, st.P99, st.Max, st.Lost, st.Dups, st.Reorders, st.ServerCPU, st.GenCPU, st.OtherCPU, st.RxPerDeliv)
+	if st.DeltaFrames > 0 || st.DeltaChecked > 0 || st.Stale > 0 {
+		s.printf("%s rate=%.0f: B/update=%.0f delta frames=%d rebuilt+checked=%d check failures=%d stale=%d\n",
+			label, st.Rate, st.RxPerUpdate, st.DeltaFrames, st.DeltaChecked, st.DeltaErrors, st.Stale)
+	}
 	if st.OtherCPU > noiseCPU {
 		s.printf("warning: %s: %.0f%% of a core went to other processes during this window: the machine was not quiet\n", label, st.OtherCPU)
 	}

@@ -73,6 +73,11 @@ type Step struct {
 	RxBytes                  int64        `json:"rx_bytes"` // bytes read by subscribers
 	TxBytes                  int64        `json:"tx_bytes"` // bytes written by publishers
 	RxPerDeliv               float64      `json:"rx_bytes_per_delivery"`
+	RxPerUpdate              float64      `json:"rx_bytes_per_update"` // bytes read per published message per subscriber of its channel
+	DeltaFrames              int64        `json:"delta_frames,omitempty"`
+	DeltaChecked             int64        `json:"delta_checked,omitempty"` // messages rebuilt from deltas and compared with the published payload
+	DeltaErrors              int64        `json:"delta_errors,omitempty"`
+	Stale                    int64        `json:"stale,omitempty"` // conflated: subscriptions that did not get their channel's last message by the end of the drain
 	Errors                   int64        `json:"sub_errors"`
 	Disconnects              int64        `json:"sub_disconnects"`
 	Seconds                  float64      `json:"seconds"` // publishing window

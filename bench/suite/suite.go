@@ -18,7 +18,7 @@ type Options struct {
 	Name       string   // results go to OutRoot/Name
 	OutRoot    string   // e.g. bench/results
 	Quick      bool     // short windows, smaller counts (about two minutes in all)
-	Scenarios  []string // fanout, oddsfeed, idle, connect-rate, reconnect-storm, cross-edge
+	Scenarios  []string // fanout, fanout-delta, oddsfeed, idle, connect-rate, reconnect-storm, cross-edge
 	Targets    []string // ours, peer, ceiling, sink (empty: all available)
 	Profile    bool     // capture CPU and allocation profiles at the fanout knee
 	BenchDir   string   // the bench module's directory
@@ -28,7 +28,7 @@ type Options struct {
 }
 
 // AllScenarios lists the scenarios in the order "all" runs them.
-var AllScenarios = []string{"fanout", "oddsfeed", "idle", "connect-rate", "reconnect-storm", "cross-edge"}
+var AllScenarios = []string{"fanout", "fanout-delta", "oddsfeed", "idle", "connect-rate", "reconnect-storm", "cross-edge"}
 
 // Suite is one run of the scenarios.
 type Suite struct {
@@ -63,6 +63,8 @@ func Run(opt Options) error {
 		switch name {
 		case "fanout":
 			sr = s.fanout()
+		case "fanout-delta":
+			sr = s.fanoutDelta()
 		case "oddsfeed":
 			sr = s.oddsfeed()
 		case "idle":
@@ -84,6 +86,16 @@ func Run(opt Options) error {
 		}
 	}
 	s.printf("\nresults: %s\n", s.dir)
+	// A subscriber that would have rebuilt a wrong payload fails the run.
+	for _, sr := range s.res.Scenarios {
+		for _, r := range sr.Runs {
+			for _, st := range r.Steps {
+				if st.DeltaErrors > 0 {
+					return fmt.Errorf("%s %s %s: %d delta checks failed (%s)", sr.Name, r.Target, r.Variant, st.DeltaErrors, r.Error)
+				}
+			}
+		}
+	}
 	return nil
 }
 

@@ -108,22 +108,32 @@ func stepFigures(pick func(*RunResult) *Step) []figure {
 // compare builds a table of figs over runs, with a ratio column ours/X for
 // every run of ours against every peer, ceiling and sink run.
 func compare(title string, runs []*RunResult, figs []figure) *table {
-	t := &table{title: title, cols: []string{"figure"}}
-	type pair struct{ a, b *RunResult }
-	var ratios []pair
-	for _, r := range runs {
-		t.cols = append(t.cols, r.Target)
-	}
+	var ratios [][2]*RunResult
 	for _, a := range runs {
 		if a.Server != "ours" {
 			continue
 		}
 		for _, b := range runs {
 			if b.Server == "peer" || b.Server == "ceiling" || b.Server == "sink" {
-				ratios = append(ratios, pair{a, b})
-				t.cols = append(t.cols, a.Target+"/"+b.Target)
+				ratios = append(ratios, [2]*RunResult{a, b})
 			}
 		}
+	}
+	return comparePairs(title, runs, figs, ratios)
+}
+
+// comparePairs builds a table of figs over runs with a ratio column a/b for
+// every pair given.
+func comparePairs(title string, runs []*RunResult, figs []figure, pairs [][2]*RunResult) *table {
+	t := &table{title: title, cols: []string{"figure"}}
+	type pair struct{ a, b *RunResult }
+	var ratios []pair
+	for _, r := range runs {
+		t.cols = append(t.cols, r.Target)
+	}
+	for _, p := range pairs {
+		ratios = append(ratios, pair{p[0], p[1]})
+		t.cols = append(t.cols, p[0].Target+"/"+p[1].Target)
 	}
 	for _, f := range figs {
 		row := []string{f.name}

@@ -20,6 +20,10 @@ type load struct {
 	seq     []int64                // last sequence per channel
 	subsPer []int64                // subscribers per channel
 	aux     []func() time.Duration // CPU time of other parts of the system under test
+	// conflated subscribers get a channel's latest message, not every one:
+	// the window waits until each has its channel's last message, and
+	// counts those that have not as lost (Step.Stale).
+	conflated bool
 }
 
 // auxCPU sums the CPU time of the other parts of the system under test.
@@ -90,10 +94,18 @@ func (l *load) window(rate float64, dur, drain time.Duration, pick func(int64) i
 	for ci, n := range sent {
 		expected += (n - (fail[ci] - fail0[ci])) * l.subsPer[ci]
 	}
+	var stale int64
 	for end := time.Now().Add(drain); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		if w := l.r.Peek(); w.Received-w.Dups >= expected {
+		if l.conflated {
+			if stale = l.r.Stale(l.seq); stale == 0 {
+				break
+			}
+		} else if w := l.r.Peek(); w.Received-w.Dups >= expected {
 			break
 		}
+	}
+	if l.conflated {
+		stale = l.r.Stale(l.seq)
 	}
 	w := l.r.Take()
 	wall := time.Since(t0).Seconds()
@@ -107,7 +119,8 @@ func (l *load) window(rate float64, dur, drain time.Duration, pick func(int64) i
 		PubAcked:    pub.Acked - pub0.Acked,
 		PubBehindMs: float64(dr.MaxBehind) / 1e6,
 		Received:    w.Received, Dups: w.Dups, Reorders: w.Reorders, Late: w.Late,
-		Lost:         max(expected-(w.Received-w.Dups), 0),
+		Lost:        max(expected-(w.Received-w.Dups), 0),
+		DeltaFrames: w.DeltaFrames, DeltaChecked: w.DeltaChecked, DeltaErrors: w.DeltaErrors,
 		DelivPerSec:  float64(w.Received-w.Dups) / dr.Elapsed.Seconds(),
 		ServerCPU:    100 * srv / wall,
 		GenCPU:       100 * gen / wall,
@@ -122,6 +135,12 @@ func (l *load) window(rate float64, dur, drain time.Duration, pick func(int64) i
 	}
 	if w.Received > 0 {
 		st.RxPerDeliv = float64(w.RxBytes) / float64(w.Received)
+	}
+	if expected > 0 {
+		st.RxPerUpdate = float64(w.RxBytes) / float64(expected)
+	}
+	if l.conflated {
+		st.Lost, st.Stale = stale, stale
 	}
 	st.fillLatency(w.Hist)
 	return st

@@ -1,7 +1,7 @@
 // Command peer serves the load-test suite's comparison server (package
 // peer: Centrifuge with its in-memory broker) on -addr, and net/http/pprof
 // on -debug-addr when set. -history-size and -history-ttl turn on channel
-// history and recovery.
+// history and recovery; -delta lets subscribers negotiate fossil deltas.
 package main
 
 import (
@@ -24,6 +24,7 @@ func main() {
 	var opt peer.Options
 	flag.IntVar(&opt.HistorySize, "history-size", 0, "with -history-ttl: keep this many publications per channel and allow recovery (0: no history, the library default)")
 	flag.DurationVar(&opt.HistoryTTL, "history-ttl", 0, "with -history-size: keep publications this long")
+	flag.BoolVar(&opt.Delta, "delta", false, "let subscribers negotiate fossil deltas (keeps each channel's last publication as the base when -history-size is 0)")
 	flag.Parse()
 
 	node, handler, err := peer.New(opt)
