@@ -35,22 +35,22 @@ const (
 	// numCompressions: none, or permessage-deflate.
 	numCompressions = 2
 	numVariants     = codec.NumFormats * numKinds * numTransports * numCompressions
-	// deflated is added to a variant for its compressed twin.
-	deflated = codec.NumFormats * numKinds * numTransports
+	// deflateStep is added to a variant for its compressed twin.
+	deflateStep = codec.NumFormats * numKinds * numTransports
 )
 
 // fullVariant is the variant of full frames in format f over WebSocket,
 // compressed if deflate.
 func fullVariant(f codec.Format, deflate bool) variant {
 	if deflate {
-		return variant(int(f) + deflated)
+		return variant(int(f) + deflateStep)
 	}
 	return variant(f)
 }
 
 func (v variant) format() codec.Format { return codec.Format(int(v) % codec.NumFormats) }
 func (v variant) kind() int            { return int(v) / codec.NumFormats % numKinds }
-func (v variant) deflated() bool       { return int(v) >= deflated }
+func (v variant) deflated() bool       { return int(v) >= deflateStep }
 
 // delta is v's delta variant (same format and transport).
 func (v variant) delta() variant {
