@@ -52,4 +52,3 @@ func BenchmarkDelta(b *testing.B) {
 		}
 	}
 }
-
