@@ -12,8 +12,13 @@
 // goes on with nothing missed and nothing repeated; when the new edge's
 // history cannot cover the gap, the subscription is told
 // (codec.ContinuityLost) and the application should refetch the channel's
-// state. It stops only on Close, or when an edge says not to reconnect
-// (disconnect with reconnect false, e.g. too_many_errors).
+// state. It stops only on Close, when an edge says not to reconnect
+// (disconnect with reconnect false, e.g. too_many_errors), or when every
+// URL refused its upgrade, in a row, with a client error (4000–4099: a
+// wrong API key, a token expired or invalid and no
+// SessionOptions.Credentials to get another); Err then says why. Busy or
+// draining edges (edge_full, too_many_connections, going_away) are tried
+// again, with a backoff.
 //
 //	s := client.NewSession(client.SessionOptions{URLs: []string{"wss://edge.example.com"}})
 //	defer s.Close()

@@ -245,6 +245,7 @@ func (s *Session) run(ctx context.Context) {
 		return
 	}
 	backoff := s.o.MinBackoff
+	refusals := 0 // consecutive refusals that sending the same again cannot turn
 	for i := 0; ; i++ {
 		if ctx.Err() != nil {
 			return
@@ -261,6 +262,23 @@ func (s *Session) run(ctx context.Context) {
 			var ce *codec.Error
 			if errors.As(err, &ce) {
 				ev.Code = ce.Code // the edge refused: unauthorized, token_expired, edge_full, ...
+			}
+			if ce != nil && s.refusedForGood(ce.Code) {
+				refusals++
+			} else {
+				refusals = 0
+			}
+			// Every URL refused what this session would send again (a
+			// wrong key, an expired token and nothing to renew it with, an
+			// origin not allowed): retrying would hammer the edges for
+			// nothing, so the session ends with the refusal.
+			if refusals >= len(s.o.URLs) {
+				ev.Reconnect = false
+				s.emit(ev)
+				s.mu.Lock()
+				s.err = ce
+				s.mu.Unlock()
+				return
 			}
 			s.emit(ev)
 			// Full jitter: a storm of clients does not come back in step.
@@ -288,6 +306,22 @@ func (s *Session) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// refusedForGood reports whether an upgrade refused with code would be
+// refused again if the session tried once more: a client error (4000–4099)
+// is, except that an authentication refusal (4010–4019) may not be when
+// SessionOptions.Credentials can supply fresh credentials. Codes from 4100
+// on (going_away, edge_full, too_many_connections, rate_limited, ...) are
+// worth retrying, with a backoff.
+func (s *Session) refusedForGood(code codec.Code) bool {
+	if code < 4000 || code >= 4100 {
+		return false
+	}
+	if code >= codec.CodeUnauthorized && code < codec.CodeUnauthorized+10 && s.o.Credentials != nil {
+		return false
+	}
+	return true
 }
 
 // shutdown ends every subscription, waits for their delivery goroutines,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -270,39 +271,90 @@ func TestCredentialsBeforeEachConnect(t *testing.T) {
 // TestRefusedUpgradeCode: when the edge refuses the upgrade (a wrong API
 // key), Dial's error carries the edge's code, and a session's
 // disconnected event says it, instead of Code 0 and a bare "bad handshake".
+// A refusal that sending the same again cannot turn ends the session once
+// every URL gave it (before, the session retried a wrong key forever,
+// every 5 s, and its application never learnt that it was over).
 func TestRefusedUpgradeCode(t *testing.T) {
 	a, err := auth.NewStatic([]string{"feed1:0123456789abcdef"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := edgetest.MustStartEdge(t, gateway.Config{Authorizer: a}, nil)
-	_, err = client.Dial(edgetest.Ctx10(t), e.URL, client.Options{APIKey: "feed1:wrong-secret-00000"})
+	e1 := edgetest.MustStartEdge(t, gateway.Config{Authorizer: a}, nil)
+	e2 := edgetest.MustStartEdge(t, gateway.Config{Authorizer: a}, nil)
+	_, err = client.Dial(edgetest.Ctx10(t), e1.URL, client.Options{APIKey: "feed1:wrong-secret-00000"})
 	var ce *codec.Error
 	if !errors.As(err, &ce) || ce.Code != codec.CodeUnauthorized {
 		t.Fatalf("Dial with a wrong key: %v, want an error with code %v", err, codec.CodeUnauthorized)
 	}
-	events := make(chan client.StateEvent, 16)
-	s := mustSession(t, client.SessionOptions{URLs: []string{e.URL}, Options: client.Options{APIKey: "feed1:wrong-secret-00000"},
+	var (
+		mu     sync.Mutex
+		events []client.StateEvent
+	)
+	s := mustSession(t, client.SessionOptions{URLs: []string{e1.URL, e2.URL}, Options: client.Options{APIKey: "feed1:wrong-secret-00000"},
+		MinBackoff: time.Millisecond,
 		OnState: func(ev client.StateEvent) {
-			select {
-			case events <- ev:
-			default:
+			mu.Lock()
+			events = append(events, ev)
+			mu.Unlock()
+		}})
+	defer s.Close()
+	select {
+	case <-s.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a session refused by every edge for good did not end within 10s")
+	}
+	if err := s.Err(); !errors.As(err, &ce) || ce.Code != codec.CodeUnauthorized {
+		t.Fatalf("Err: %v, want the edge's refusal with code %v", err, codec.CodeUnauthorized)
+	}
+	edgetest.WaitFor(t, "the closed event", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(events) > 0 && events[len(events)-1].State == client.StateClosed
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	var got []string
+	for _, ev := range events {
+		switch ev.State {
+		case client.StateConnected:
+			t.Fatalf("connected with a wrong key: %v", ev)
+		case client.StateDisconnected:
+			if ev.Code != codec.CodeUnauthorized {
+				t.Fatalf("disconnected event %+v, want code %v", ev, codec.CodeUnauthorized)
+			}
+			got = append(got, fmt.Sprintf("%s reconnect=%v", ev.URL, ev.Reconnect))
+		}
+	}
+	want := []string{e1.URL + " reconnect=true", e2.URL + " reconnect=false"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("disconnected events %q, want %q (each edge tried once, then the end)", got, want)
+	}
+}
+
+// TestRetryableRefusalReconnects: an edge that refuses for now
+// (edge_full) is tried again until it admits the session.
+func TestRetryableRefusalReconnects(t *testing.T) {
+	e := edgetest.MustStartEdge(t, gateway.Config{Limits: gateway.Limits{MaxConnections: 1}}, nil)
+	hog := edgetest.MustDial(t, e.URL, client.Options{})
+	refused := make(chan struct{})
+	var once sync.Once
+	s := mustSession(t, client.SessionOptions{URLs: []string{e.URL}, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+		OnState: func(ev client.StateEvent) {
+			if ev.State == client.StateDisconnected && ev.Code == codec.CodeEdgeFull && ev.Reconnect {
+				once.Do(func() { close(refused) })
 			}
 		}})
 	defer s.Close()
-	for {
-		select {
-		case ev := <-events:
-			if ev.State != client.StateDisconnected {
-				continue
-			}
-			if ev.Code != codec.CodeUnauthorized || !ev.Reconnect {
-				t.Fatalf("disconnected event %+v, want code %v and a reconnect", ev, codec.CodeUnauthorized)
-			}
-			return
-		case <-time.After(10 * time.Second):
-			t.Fatal("no disconnected event within 10s")
-		}
+	select {
+	case <-refused:
+	case <-s.Done():
+		t.Fatalf("session ended on edge_full: %v", s.Err())
+	case <-time.After(10 * time.Second):
+		t.Fatal("no edge_full refusal within 10s")
+	}
+	hog.Close()
+	if _, err := s.Attach(edgetest.Ctx10(t), "a", codec.AttachOptions{}); err != nil {
+		t.Fatalf("attach once the edge had room: %v", err)
 	}
 }
 

@@ -47,7 +47,12 @@ type StateEvent struct {
 	Code   codec.Code
 	Reason string
 	// Reconnect, on StateDisconnected, tells whether the session will
-	// connect again (it does unless the edge said not to).
+	// connect again. It does unless the edge said not to (a disconnect
+	// with reconnect false), or every URL refused the upgrade in a row with
+	// a code that trying again with the same credentials cannot turn (a
+	// client error, 4000–4099: a wrong key, an expired or invalid token
+	// when SessionOptions.Credentials is not set to renew it, an origin
+	// not allowed); the session then ends, with that refusal as its Err.
 	Reconnect bool
 	// Err, on StateClosed, is why the session ended (nil after Close).
 	Err error
