@@ -189,13 +189,17 @@ func (s *Session) current(ctx context.Context) (*Client, uint64, error) {
 // connection is lost first, it publishes again on the next one with the
 // same message ID (one is generated if o.ID is empty), which the edges
 // deduplicate: the message is delivered once. A retryable nack is retried
-// the same way after MinBackoff.
+// the same way, after the nack's RetryAfter when it has one (rate_limited
+// says when the rate allows it again; retrying earlier would be refused
+// again and count against the connection's error budget), otherwise after
+// a backoff that starts at MinBackoff and doubles up to MaxBackoff.
 func (s *Session) Publish(ctx context.Context, channel string, data []byte, o PublishOptions) (string, error) {
 	if o.ID == "" {
 		var b [12]byte
 		_, _ = crand.Read(b[:])
 		o.ID = hex.EncodeToString(b[:])
 	}
+	backoff := s.o.MinBackoff
 	for {
 		c, _, err := s.current(ctx)
 		if err != nil {
@@ -209,9 +213,17 @@ func (s *Session) Publish(ctx context.Context, channel string, data []byte, o Pu
 		case errors.Is(err, ErrClosed):
 			continue
 		case errors.As(err, &e) && e.Code.Retryable():
+			wait := backoff
+			if e.RetryAfter > 0 {
+				wait = e.RetryAfter
+			} else {
+				backoff = min(2*backoff, s.o.MaxBackoff)
+			}
+			t := time.NewTimer(wait)
 			select {
-			case <-time.After(s.o.MinBackoff):
+			case <-t.C:
 			case <-ctx.Done():
+				t.Stop()
 				return "", ctx.Err()
 			}
 			continue

@@ -377,3 +377,28 @@ func TestAttachAgain(t *testing.T) {
 	mustPublish(t, pub, "a", 0, 3)
 	expectSeq(t, s.Messages(), 0, 3)
 }
+
+// TestPublishWaitsRetryAfter: a Session publish nacked rate_limited is
+// retried once the edge's retry_after has passed, not every MinBackoff:
+// one refusal per message over the burst. Before, at 2 publishes/s, each
+// refused message was retried every 100 ms, refused about five times, and
+// each early retry counted against the connection's error budget.
+func TestPublishWaitsRetryAfter(t *testing.T) {
+	e := edgetest.MustStartEdge(t, gateway.Config{Limits: gateway.Limits{PublishPerConn: gateway.Rate{PerSecond: 2, Burst: 1}}}, nil)
+	s := mustSession(t, client.SessionOptions{URLs: []string{e.URL}})
+	defer s.Close()
+	if _, err := s.Attach(edgetest.Ctx10(t), "c", codec.AttachOptions{PublishOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3
+	for i := range n {
+		if _, err := s.Publish(edgetest.Ctx10(t), "c", []byte(strconv.Itoa(i)), client.PublishOptions{}); err != nil {
+			t.Fatalf("publish %d: %v (session: %v)", i, err, s.Err())
+		}
+	}
+	// The edge's clock and the session's timer may let a message through
+	// without a refusal on a slow machine, never with more than one.
+	if got := e.Srv.Stats().Refused[gateway.RefusedPublishConn]; got > n-1 {
+		t.Fatalf("%d rate refusals for %d publishes over a burst of 1, want at most %d (one each, then a retry after retry_after)", got, n, n-1)
+	}
+}

@@ -104,6 +104,61 @@ func TestEncodeServerFrames(t *testing.T) {
 	}
 }
 
+// TestRetryAfterWire: an error's RetryAfter travels as retry_after, whole
+// milliseconds rounded up, in both formats; a negative value reads as
+// none and a huge one as MaxRetryAfter.
+func TestRetryAfterWire(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		ms   int64
+		back time.Duration
+	}{
+		{0, 0, 0},
+		{time.Nanosecond, 1, time.Millisecond},
+		{1500 * time.Microsecond, 2, 2 * time.Millisecond},
+		{time.Second, 1000, time.Second},
+		{48 * time.Hour, MaxRetryAfter.Milliseconds(), MaxRetryAfter},
+	} {
+		e := &Error{Code: CodeRateLimited, Message: "slow down", RetryAfter: tc.d}
+		if got := e.RetryAfterMillis(); got != tc.ms {
+			t.Errorf("RetryAfterMillis(%v) = %d, want %d", tc.d, got, tc.ms)
+		}
+		for _, f := range []Format{FormatJSON, FormatMsgpack} {
+			b, err := f.Encode(&Frame{Type: FrameNack, Ref: 1, Channel: "c", Msg: Message{ID: "m"}, Err: e})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f == FormatJSON && (tc.ms == 0) == strings.Contains(string(b), `"retry_after"`) {
+				t.Errorf("%v: %s: retry_after present iff not zero", tc.d, b)
+			}
+			got, err := f.Decode(b)
+			if err != nil {
+				t.Fatalf("%v: %v", f, err)
+			}
+			if got.Err == nil || got.Err.RetryAfter != tc.back || got.Err.Code != CodeRateLimited {
+				t.Errorf("%v %v: decoded %+v, want RetryAfter %v", f, tc.d, got.Err, tc.back)
+			}
+		}
+	}
+	for in, want := range map[string]time.Duration{
+		`{"type":"nack","ref":1,"code":4529,"message":"x","retry_after":-5}`:          0,
+		`{"type":"nack","ref":1,"code":4529,"message":"x","retry_after":250}`:         250 * time.Millisecond,
+		`{"type":"nack","ref":1,"code":4529,"message":"x","retry_after":9e15}`:        -1, // not an integer: refused
+		`{"type":"nack","ref":1,"code":4529,"message":"x","retry_after":99999999999}`: MaxRetryAfter,
+	} {
+		got, err := FormatJSON.Decode([]byte(in))
+		if want < 0 {
+			if err == nil {
+				t.Errorf("%s: decoded, want refused", in)
+			}
+			continue
+		}
+		if err != nil || got.Err == nil || got.Err.RetryAfter != want {
+			t.Errorf("%s: %+v %v, want RetryAfter %v", in, got.Err, err, want)
+		}
+	}
+}
+
 func TestDecodeErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -3,6 +3,7 @@ package codec
 import (
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 )
 
@@ -84,6 +85,24 @@ func (c Code) Retryable() bool {
 type Error struct {
 	Code    Code
 	Message string
+	// RetryAfter, when not zero, is how long to wait before sending the
+	// refused request again (rate_limited says when the bucket holds
+	// enough again). On the wire: retry_after, whole milliseconds, rounded
+	// up; at most MaxRetryAfter.
+	RetryAfter time.Duration
+}
+
+// MaxRetryAfter bounds a wire retry_after: a larger value is read as this.
+const MaxRetryAfter = time.Hour
+
+// RetryAfterMillis is e's RetryAfter in whole milliseconds, rounded up (a
+// wait of 1 ns is 1 ms, never 0, which means none), at most MaxRetryAfter.
+func (e *Error) RetryAfterMillis() int64 {
+	if e == nil || e.RetryAfter <= 0 {
+		return 0
+	}
+	d := min(e.RetryAfter, MaxRetryAfter)
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }
 
 func (e *Error) Error() string {

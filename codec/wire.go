@@ -1,5 +1,7 @@
 package codec
 
+import "time"
+
 // wireFrame is a frame as both encodings carry it, in both directions: the
 // same field names in JSON and msgpack. R is the encoding's raw-value type
 // (json.RawMessage or msgpack.RawMessage): Data and option values stay raw
@@ -18,6 +20,7 @@ type wireFrame[R ~[]byte] struct {
 	Time       int64        `json:"time,omitempty" msgpack:"time,omitempty"`
 	Code       int          `json:"code,omitempty" msgpack:"code,omitempty"`
 	Message    string       `json:"message,omitempty" msgpack:"message,omitempty"`
+	RetryAfter int64        `json:"retry_after,omitempty" msgpack:"retry_after,omitempty"`
 	Reconnect  bool         `json:"reconnect,omitempty" msgpack:"reconnect,omitempty"`
 	Pos        string       `json:"pos,omitempty" msgpack:"pos,omitempty"`
 	Continuity string       `json:"continuity,omitempty" msgpack:"continuity,omitempty"`
@@ -44,6 +47,7 @@ func toWire[R ~[]byte](fr *Frame, marshal func(any) ([]byte, error)) (wireFrame[
 	}
 	if fr.Err != nil {
 		w.Code, w.Message = int(fr.Err.Code), fr.Err.Message
+		w.RetryAfter = fr.Err.RetryAfterMillis()
 	}
 	for k, v := range encodeOptions(fr.Options) {
 		raw, err := marshal(v)
@@ -80,6 +84,9 @@ func fromWire[R ~[]byte](w *wireFrame[R], unmarshal func(R, any) error) (Frame, 
 	}
 	if w.Code != 0 || w.Message != "" {
 		fr.Err = &Error{Code: Code(w.Code), Message: w.Message}
+		if w.RetryAfter > 0 { // a negative wait means none
+			fr.Err.RetryAfter = time.Duration(min(w.RetryAfter, MaxRetryAfter.Milliseconds())) * time.Millisecond
+		}
 	}
 	var err error
 	if fr.Options, err = wireOptions(w.Options, unmarshal); err != nil {

@@ -218,9 +218,14 @@ type httpResult struct {
 }
 
 type httpError struct {
-	Code    int    `json:"code"`
-	Name    string `json:"name"`
-	Message string `json:"message"`
+	Code       int    `json:"code"`
+	Name       string `json:"name"`
+	Message    string `json:"message"`
+	RetryAfter int64  `json:"retry_after,omitempty"` // milliseconds, as on the WebSocket
+}
+
+func newHTTPError(e *codec.Error) *httpError {
+	return &httpError{Code: int(e.Code), Name: e.Code.String(), Message: e.Message, RetryAfter: e.RetryAfterMillis()}
 }
 
 // servePublish publishes one message or a batch on a channel and answers
@@ -269,7 +274,7 @@ func (s *Server) servePublish(ctx *fasthttp.RequestCtx, channel string) {
 	s.publishBatch(batch, func(i int, id string, err error) {
 		if err != nil {
 			e := codec.AsError(err)
-			results[i].Error = &httpError{Code: int(e.Code), Name: e.Code.String(), Message: e.Message}
+			results[i].Error = newHTTPError(e)
 		} else {
 			results[i].ID = id
 		}
@@ -388,7 +393,7 @@ func httpReadError(ctx *fasthttp.RequestCtx, err error) {
 }
 
 func writeError(ctx *fasthttp.RequestCtx, status int, e *codec.Error) {
-	writeJSON(ctx, status, map[string]any{"error": httpError{Code: int(e.Code), Name: e.Code.String(), Message: e.Message}})
+	writeJSON(ctx, status, map[string]any{"error": newHTTPError(e)})
 }
 
 // writeJSON writes v as the response body, without HTML escaping (payloads

@@ -410,8 +410,10 @@ func wait(b *rate.Limiter, now time.Time, n int) time.Duration {
 
 // rateLimited is the refusal of a request over a rate.
 func rateLimited(what string, r Rate, retry time.Duration) *codec.Error {
-	return codec.Errorf(codec.CodeRateLimited, "%s rate limit (%s/s, burst %d) reached; retry in %v", what,
+	e := codec.Errorf(codec.CodeRateLimited, "%s rate limit (%s/s, burst %d) reached; retry in %v", what,
 		strconv.FormatFloat(r.PerSecond, 'g', -1, 64), r.Burst, retry)
+	e.RetryAfter = retry
+	return e
 }
 
 // connLimits are one connection's buckets, made on its first attach or

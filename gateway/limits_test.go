@@ -77,8 +77,8 @@ func TestPublishRateLimitPerConnection(t *testing.T) {
 		}
 	}
 	re := wantCode(t, "4th publish", publish("m3"), codec.CodeRateLimited)
-	if !re.Code.Retryable() || !strings.Contains(re.Message, "retry in 1s") {
-		t.Fatalf("refusal %q: want retryable, with the wait", re.Message)
+	if !re.Code.Retryable() || !strings.Contains(re.Message, "retry in 1s") || re.RetryAfter != time.Second {
+		t.Fatalf("refusal %q, RetryAfter %v: want retryable, with the wait (1s)", re.Message, re.RetryAfter)
 	}
 	// The next one would overtake m3: refused by the ordering rule.
 	be := wantCode(t, "publish behind the refused one", publish("m4"), codec.CodeBackboneUnavailable)
@@ -128,8 +128,8 @@ func TestPublishRateLimitAssignsID(t *testing.T) {
 	}
 	r := send(`{"type":"publish","ref":3,"channel":"c","data":2}`)
 	id, _ := r["id"].(string)
-	if r["type"] != "nack" || r["code"] != float64(codec.CodeRateLimited) || id == "" || r["ref"] != float64(3) {
-		t.Fatalf("second publish: %v, want a rate_limited nack with an id", r)
+	if r["type"] != "nack" || r["code"] != float64(codec.CodeRateLimited) || id == "" || r["ref"] != float64(3) || r["retry_after"] != float64(1000) {
+		t.Fatalf("second publish: %v, want a rate_limited nack with an id and retry_after 1000", r)
 	}
 	clk.Advance(time.Second)
 	if r := send(`{"type":"publish","ref":4,"channel":"c","data":3}`); r["type"] != "nack" || r["code"] != float64(codec.CodeBackboneUnavailable) {
@@ -204,7 +204,7 @@ func TestPublishRateLimitPerKey(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" {
 		t.Fatalf("batch over the key's rate: %d Retry-After %q %v, want 429 Retry-After 1", resp.StatusCode, resp.Header.Get("Retry-After"), m)
 	}
-	if ee, _ := m["error"].(map[string]any); ee["name"] != "rate_limited" || ee["code"] != float64(codec.CodeRateLimited) {
+	if ee, _ := m["error"].(map[string]any); ee["name"] != "rate_limited" || ee["code"] != float64(codec.CodeRateLimited) || ee["retry_after"] != float64(500) {
 		t.Fatalf("body %v", m)
 	}
 	if err := pub(a1, "a3"); err != nil {

@@ -92,9 +92,10 @@ func (p *httpPublisher) run(giveUp context.Context, q <-chan job) {
 
 // wireError is an error object of the HTTP API (§16).
 type wireError struct {
-	Code    int    `json:"code"`
-	Name    string `json:"name"`
-	Message string `json:"message"`
+	Code       int    `json:"code"`
+	Name       string `json:"name"`
+	Message    string `json:"message"`
+	RetryAfter int64  `json:"retry_after"` // milliseconds, with rate_limited
 }
 
 // publishResult is the edge's answer to a batch (§16.1), or its error body.
@@ -108,13 +109,14 @@ type publishResult struct {
 
 // publish publishes jobs on ch until each is acked or refused for good: a
 // retryable refusal, a failed request or an unreadable answer is retried
-// from the first unaccepted message on, with the same ids, after a backoff;
-// until giveUp ends, when the rest is left unconfirmed.
+// from the first unaccepted message on, with the same ids, after the
+// refusal's retry_after or else a backoff; until giveUp ends, when the rest
+// is left unconfirmed.
 func (p *httpPublisher) publish(giveUp context.Context, ch string, jobs []job) {
 	backoff := 50 * time.Millisecond
 	for len(jobs) > 0 {
 		res, err := p.post(giveUp, ch, jobs)
-		retry := ""
+		retry, wait := "", time.Duration(0)
 		switch {
 		case err != nil:
 			retry = "request_failed"
@@ -124,7 +126,7 @@ func (p *httpPublisher) publish(giveUp context.Context, ch string, jobs []job) {
 				p.t.refuse(c.String(), len(jobs))
 				return
 			}
-			retry = c.String()
+			retry, wait = c.String(), time.Duration(res.Error.RetryAfter)*time.Millisecond
 		case len(res.Results) != len(jobs):
 			retry = "bad_answer"
 		default:
@@ -144,13 +146,16 @@ func (p *httpPublisher) publish(giveUp context.Context, ch string, jobs []job) {
 				jobs = jobs[1:]
 				continue
 			}
-			retry = c.String()
+			retry, wait = c.String(), time.Duration(res.Results[ok].Error.RetryAfter)*time.Millisecond
 			backoff = 50 * time.Millisecond
 		}
 		p.t.retry(retry)
-		select {
-		case <-time.After(backoff):
+		if wait <= 0 {
+			wait = backoff
 			backoff = min(2*backoff, 2*time.Second)
+		}
+		select {
+		case <-time.After(wait):
 		case <-giveUp.Done():
 			p.t.unconfirmed(len(jobs))
 			return

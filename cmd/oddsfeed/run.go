@@ -45,11 +45,6 @@ func run(ctx context.Context, o options, progress io.Writer, h *hooks) (summary,
 	giveUp, abandon := context.WithCancel(context.Background())
 	defer abandon()
 	fatal := make(chan error, 1)
-	if o.transport == "ws" {
-		if err := checkUpgrade(ctx, o); err != nil {
-			return t.summary(o, oddsfeed.Stats{}, 0), err
-		}
-	}
 	pubs := make([]publisher, o.workers)
 	for i := range pubs {
 		if o.transport == "ws" {

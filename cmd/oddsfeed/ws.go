@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"time"
 
@@ -27,35 +25,6 @@ type wsPublisher struct {
 	t        *tally
 	timeout  time.Duration
 	attached map[string]bool
-}
-
-// checkUpgrade asks the edge, without a handshake, whether it would take
-// the connection: the edge checks draining, format and key before the
-// handshake and answers a refusal with a JSON error (protocol §1.3); a
-// request that passes them fails only as a bad handshake (plain-text 400).
-// The Session would otherwise retry a refused key forever.
-func checkUpgrade(ctx context.Context, o options) error {
-	base, err := httpBase(o.edge)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/ws?format=json", nil)
-	if err != nil {
-		return err
-	}
-	if o.key != "" {
-		req.Header.Set("Authorization", "Bearer "+o.key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("edge %s: %w", base, err)
-	}
-	defer resp.Body.Close()
-	var body struct{ Error *wireError }
-	if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body) == nil && body.Error != nil {
-		return fmt.Errorf("edge %s refuses the connection: %s (%d): %s", base, codec.Code(body.Error.Code), body.Error.Code, body.Error.Message)
-	}
-	return nil
 }
 
 func newWSPublisher(o options, t *tally, fatal chan<- error) (publisher, error) {
