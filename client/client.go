@@ -51,7 +51,7 @@ const writeTimeout = 10 * time.Second
 type Client struct {
 	ws      *websocket.Conn
 	url     string
-	apiKey  string
+	creds   Credentials // for History
 	format  codec.Format
 	msgs    chan Message
 	errs    chan *codec.Error
@@ -121,7 +121,7 @@ func dial(ctx context.Context, url string, o Options, frames func(*codec.Frame) 
 	c := &Client{
 		ws:       ws,
 		url:      url,
-		apiKey:   o.APIKey,
+		creds:    Credentials{APIKey: o.APIKey, Token: o.Token},
 		format:   o.Format,
 		msgs:     make(chan Message, o.Buffer),
 		errs:     make(chan *codec.Error, 64),
@@ -250,30 +250,52 @@ func (c *Client) ended() (d *codec.Error, reconnect bool, readErr error) {
 func (c *Client) nextRef() uint64 { return c.ref.Add(1) }
 
 func (c *Client) request(ctx context.Context, fr *codec.Frame) (codec.Frame, error) {
+	reply, release, err := c.send(fr)
+	if err != nil {
+		return codec.Frame{}, err
+	}
+	defer release()
+	return c.await(ctx, reply)
+}
+
+// send writes fr as a request (giving it a ref if it has none) and returns
+// the channel its reply comes on; release forgets the request, once its
+// reply was taken or given up.
+func (c *Client) send(fr *codec.Frame) (reply chan codec.Frame, release func(), err error) {
 	if fr.Ref == 0 {
 		fr.Ref = c.nextRef()
 	}
-	reply := make(chan codec.Frame, 1)
+	reply = make(chan codec.Frame, 1)
 	c.mu.Lock()
 	if c.pending == nil {
 		c.mu.Unlock()
-		return codec.Frame{}, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	c.pending[fr.Ref] = reply
 	c.mu.Unlock()
-	defer func() {
+	ref := fr.Ref
+	release = func() {
 		c.mu.Lock()
-		delete(c.pending, fr.Ref)
+		delete(c.pending, ref)
 		c.mu.Unlock()
-	}()
+	}
 	if err := c.write(fr); err != nil {
+		release()
 		select {
 		case <-c.done:
-			return codec.Frame{}, ErrClosed
+			return nil, nil, ErrClosed
+		case <-c.closing: // closed by us: the socket's error says no more
+			return nil, nil, ErrClosed
 		default:
-			return codec.Frame{}, err
+			return nil, nil, err
 		}
 	}
+	return reply, release, nil
+}
+
+// await waits for the reply of a request sent with send: the reply, with
+// its error (nack or error frame) as an *codec.Error.
+func (c *Client) await(ctx context.Context, reply chan codec.Frame) (codec.Frame, error) {
 	select {
 	case r := <-reply:
 		if r.Err != nil {

@@ -199,6 +199,7 @@ func (sub *Subscription) resyncLocked() {
 // subscription ends.
 func (sub *Subscription) deliver() {
 	defer sub.s.delivering.Done()
+	defer sub.s.callbacks.enter()()
 	if !sub.legacy && sub.out != nil {
 		defer close(sub.out)
 	}

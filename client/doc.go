@@ -37,7 +37,13 @@
 // Session.Publish gives every message an ID (unless the caller does) and
 // publishes it again, with the same ID, when the connection is lost before
 // the ack or the edge answers with a retryable nack; the edges
-// deduplicate by ID, so the message is delivered once.
+// deduplicate by ID, so the message is delivered once. Several goroutines
+// may publish on one channel at once: publishes are pipelined, and after
+// a retryable nack (rate_limited, a backbone refusal) the channel's
+// publishes go one at a time, the refused one first once its retry_after
+// has passed, then the others in the order they were asked for, so that
+// nothing overtakes a refusal and the edge has no reason to count the
+// publisher against its error budget (protocol §10, §14.1).
 //
 // SessionOptions.OnState is told every connection state change
 // (connecting, connected, disconnected with the edge's code and reason,
@@ -76,6 +82,7 @@
 // The methods of Session, Subscription and Client are safe to call from
 // several goroutines. Handlers (OnMessage, OnContinuity, OnAttached) run on
 // their subscription's goroutine, OnState on a goroutine of its own; they
-// may call the session's methods (Detach included), except Close, which
-// waits for them.
+// may call the session's methods, Detach and Close included. Close, which
+// from elsewhere waits for every handler to return, returns at once when a
+// handler calls it, and the session ends once that handler has returned.
 package client

@@ -10,6 +10,8 @@ import "github.com/feedgate/feedgate/codec"
 func (s *Session) handleFrame(gen uint64, fr *codec.Frame) bool {
 	s.onAuthFrame(fr)
 	switch fr.Type {
+	case codec.FrameAck, codec.FrameNack:
+		s.publishReply(gen, fr)
 	case codec.FrameMessage:
 		if sub := s.subscription(fr.Channel); sub != nil {
 			fr.Msg.Channel = fr.Channel

@@ -43,20 +43,29 @@ func (s *Session) History(ctx context.Context, channel string, o HistoryOptions)
 	url, creds := s.url, s.creds
 	s.mu.Unlock()
 	if creds == (Credentials{}) {
-		creds.APIKey = s.o.APIKey
+		creds = Credentials{APIKey: s.o.APIKey, Token: s.o.Token}
 	}
-	return fetchHistory(ctx, s.o.HTTPClient, url, creds.APIKey, channel, o)
+	return fetchHistory(ctx, s.o.HTTPClient, url, creds.bearer(), channel, o)
 }
 
 // History fetches a page of the channel's history from the edge c is
 // connected to.
 func (c *Client) History(ctx context.Context, channel string, o HistoryOptions) (HistoryPage, error) {
-	return fetchHistory(ctx, http.DefaultClient, c.url, c.apiKey, channel, o)
+	return fetchHistory(ctx, http.DefaultClient, c.url, c.creds.bearer(), channel, o)
+}
+
+// bearer is the credential an HTTP request carries as Authorization:
+// Bearer (protocol §16): the API key, or else the token.
+func (cr Credentials) bearer() string {
+	if cr.APIKey != "" {
+		return cr.APIKey
+	}
+	return cr.Token
 }
 
 // fetchHistory is GET /v1/channels/{channel}/history on the edge whose
 // WebSocket base URL is wsURL.
-func fetchHistory(ctx context.Context, hc *http.Client, wsURL, apiKey, channel string, o HistoryOptions) (HistoryPage, error) {
+func fetchHistory(ctx context.Context, hc *http.Client, wsURL, bearer, channel string, o HistoryOptions) (HistoryPage, error) {
 	if err := codec.ValidateChannel(channel); err != nil {
 		return HistoryPage{}, err
 	}
@@ -79,8 +88,8 @@ func fetchHistory(ctx context.Context, hc *http.Client, wsURL, apiKey, channel s
 	if err != nil {
 		return HistoryPage{}, err
 	}
-	if apiKey != "" {
-		req.Header.Set("Authorization", "Bearer "+apiKey)
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

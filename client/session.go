@@ -2,8 +2,6 @@ package client
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,14 +72,24 @@ type Session struct {
 	stop   context.CancelFunc
 	done   chan struct{}
 	events *serial // OnState calls
+	// callbacks are the goroutines that run the application's handlers
+	// (events' and each subscription's delivery goroutine).
+	callbacks goroutines
 
 	connects, lost, dropped, resyncs, renewals atomic.Int64
 	// delivering counts the subscriptions' delivery goroutines: Messages is
 	// closed, and Close returns, once they have all returned.
 	delivering sync.WaitGroup
 
-	mu        sync.Mutex // guards the fields below; taken before a Subscription's
-	subs      map[string]*Subscription
+	mu   sync.Mutex // guards the fields below; taken before a Subscription's
+	subs map[string]*Subscription
+	// pmu guards lanes: each channel's publishes in order (publish.go).
+	// Taken before a Client's locks, never while holding mu.
+	pmu   sync.Mutex
+	lanes map[string]*lane
+	// detaching holds, per channel, a Detach in flight: closed once its
+	// detach frame was answered (or its connection lost).
+	detaching map[string]chan struct{}
 	conn      *Client       // current connection, nil while reconnecting
 	gen       uint64        // numbers conn: frames of older connections are told apart
 	url       string        // conn's URL, or the last one tried
@@ -128,10 +136,13 @@ func NewSession(o SessionOptions) *Session {
 		ctx:       ctx,
 		stop:      stop,
 		done:      make(chan struct{}),
-		events:    newSerial(),
+		events:    nil,
 		subs:      make(map[string]*Subscription),
+		detaching: make(map[string]chan struct{}),
+		lanes:     make(map[string]*lane),
 		connected: make(chan struct{}),
 	}
+	s.events = newSerial(&s.callbacks)
 	if len(o.URLs) > 0 {
 		s.url = o.URLs[0]
 	}
@@ -185,59 +196,17 @@ func (s *Session) current(ctx context.Context) (*Client, uint64, error) {
 	}
 }
 
-// Publish publishes on an attached channel and waits for the ack. If the
-// connection is lost first, it publishes again on the next one with the
-// same message ID (one is generated if o.ID is empty), which the edges
-// deduplicate: the message is delivered once. A retryable nack is retried
-// the same way, after the nack's RetryAfter when it has one (rate_limited
-// says when the rate allows it again; retrying earlier would be refused
-// again and count against the connection's error budget), otherwise after
-// a backoff that starts at MinBackoff and doubles up to MaxBackoff.
-func (s *Session) Publish(ctx context.Context, channel string, data []byte, o PublishOptions) (string, error) {
-	if o.ID == "" {
-		var b [12]byte
-		_, _ = crand.Read(b[:])
-		o.ID = hex.EncodeToString(b[:])
-	}
-	backoff := s.o.MinBackoff
-	for {
-		c, _, err := s.current(ctx)
-		if err != nil {
-			return "", err
-		}
-		id, err := c.Publish(ctx, channel, data, o)
-		var e *codec.Error
-		switch {
-		case err == nil:
-			return id, nil
-		case errors.Is(err, ErrClosed):
-			continue
-		case errors.As(err, &e) && e.Code.Retryable():
-			wait := backoff
-			if e.RetryAfter > 0 {
-				wait = e.RetryAfter
-			} else {
-				backoff = min(2*backoff, s.o.MaxBackoff)
-			}
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return "", ctx.Err()
-			}
-			continue
-		default:
-			return "", err
-		}
-	}
-}
-
 // Close ends the session: its connection, every subscription (their
 // Messages channels are closed) and the Messages stream. It returns once
-// every handler has returned, so a handler must not call Close.
+// every handler (OnMessage, OnContinuity, OnAttached, OnState) has
+// returned, so that none runs after it. Called from such a handler, it
+// cannot wait for that handler: it then starts the end and returns at
+// once; Done is closed once the handler has returned.
 func (s *Session) Close() error {
 	s.stop()
+	if s.callbacks.running() {
+		return nil
+	}
 	<-s.done
 	return nil
 }
@@ -433,8 +402,10 @@ func (s *Session) pump(ctx context.Context, c *Client) StateEvent {
 		s.mu.Lock()
 		s.conn = nil
 		s.connected = make(chan struct{})
+		gen := s.gen // c's: the next connection is made after pump returns
 		s.mu.Unlock()
 		c.Close()
+		s.forgetConnection(gen)
 	}()
 	for {
 		select {

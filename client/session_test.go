@@ -336,6 +336,9 @@ func TestRefusedUpgradeCode(t *testing.T) {
 func TestRetryableRefusalReconnects(t *testing.T) {
 	e := edgetest.MustStartEdge(t, gateway.Config{Limits: gateway.Limits{MaxConnections: 1}}, nil)
 	hog := edgetest.MustDial(t, e.URL, client.Options{})
+	// The edge counts a connection once its handshake is done: until then
+	// another one could take the place and the hog be closed instead.
+	edgetest.WaitFor(t, "the hog connection counted", func() bool { return e.Srv.Stats().Connections == 1 })
 	refused := make(chan struct{})
 	var once sync.Once
 	s := mustSession(t, client.SessionOptions{URLs: []string{e.URL}, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond,

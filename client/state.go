@@ -85,9 +85,12 @@ type serial struct {
 	closed bool
 }
 
-func newSerial() *serial {
+func newSerial(g *goroutines) *serial {
 	s := &serial{wake: make(chan struct{}, 1), done: make(chan struct{})}
-	go s.run()
+	go func() {
+		defer g.enter()()
+		s.run()
+	}()
 	return s
 }
 

@@ -217,6 +217,15 @@ func (s *Session) attach(ctx context.Context, sub *Subscription, replace bool) (
 			s.mu.Unlock()
 			continue
 		}
+		if d := s.detaching[sub.channel]; d != nil {
+			s.mu.Unlock()
+			select {
+			case <-d:
+				continue
+			case <-ctx.Done():
+				return Attached{}, ctx.Err()
+			}
+		}
 		old := s.subs[sub.channel]
 		if old != nil && !(replace && old.legacy) {
 			s.mu.Unlock()
@@ -328,12 +337,23 @@ func (sub *Subscription) Detach(ctx context.Context) error {
 		delete(s.subs, sub.channel)
 	}
 	c := s.conn
+	var detached chan struct{}
+	if mine && c != nil {
+		// An attach of this channel made meanwhile waits for this detach:
+		// sent ahead of it, it would be undone by it.
+		detached = make(chan struct{})
+		s.detaching[sub.channel] = detached
+	}
 	s.mu.Unlock()
 	sub.end(nil)
-	if !mine || c == nil {
+	if detached == nil {
 		return nil // not attached on this connection, or not at all any more
 	}
 	err := c.Detach(ctx, sub.channel)
+	s.mu.Lock()
+	delete(s.detaching, sub.channel)
+	s.mu.Unlock()
+	close(detached)
 	if errors.Is(err, ErrClosed) || errors.Is(err, &codec.Error{Code: codec.CodeNotAttached}) {
 		return nil // the next connection does not attach it
 	}
