@@ -268,6 +268,10 @@ func (s *Server) servePublish(ctx *fasthttp.RequestCtx, channel string) {
 	if !s.limitHTTPPublish(ctx, access, len(batch)) {
 		return
 	}
+	if !s.waitWarm(s.stop) { // as for a WebSocket publish (conn.publish)
+		writeError(ctx, fasthttp.StatusServiceUnavailable, codec.Errorf(codec.CodeGoingAway, "the edge is shutting down; publish to another edge"))
+		return
+	}
 	results := make([]httpResult, len(batch))
 	var wg sync.WaitGroup
 	wg.Add(len(batch))

@@ -41,6 +41,9 @@ type Server struct {
 	// while Shutdown begins is either counted and drained, or refused.
 	admitMu sync.Mutex
 	readers sync.WaitGroup
+	// ln is Serve's listener once it serves (guarded by admitMu): a
+	// Shutdown that began before fasthttp took it closes it itself.
+	ln net.Listener
 
 	ready     atomic.Bool
 	warmed    chan struct{} // closed once the backbone's start-up replay is over (Warmer)
@@ -167,7 +170,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	for _, f := range s.flushers {
 		go f.run(s.flushEnd)
 	}
-	s.ready.Store(true)
+	// Start may take a while (the relay's replay seeks): a Shutdown may
+	// have come meanwhile, and would not have stopped a Serve begun after
+	// it (fasthttp's shutdown does nothing before it has a listener).
+	s.admitMu.Lock()
+	if s.draining.Load() {
+		s.admitMu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.ln = ln
+	s.ready.Store(true) // under admitMu: a Shutdown's false comes after
+	s.admitMu.Unlock()
 	s.cfg.Logger.Info("edge serving", "addr", ln.Addr().String())
 	err := s.http.Serve(ln)
 	if s.draining.Load() {
@@ -336,8 +350,8 @@ func (s *Server) heartbeats() {
 // own, so that clients slow to leave never make the edge leave its
 // subscriptions behind for their TTL).
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.ready.Store(false)
 	s.admitMu.Lock()
+	s.ready.Store(false)
 	s.draining.Store(true)
 	s.admitMu.Unlock()
 	s.stopOnce.Do(func() { close(s.stop) })
@@ -352,6 +366,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.flushOnce.Do(func() { close(s.flushEnd) })
 	errs = append(errs, s.http.ShutdownWithContext(ctx))
+	s.admitMu.Lock()
+	ln := s.ln
+	s.admitMu.Unlock()
+	if ln != nil {
+		// Closed already, unless Serve had it but fasthttp not yet: then
+		// this ends that Serve.
+		_ = ln.Close()
+	}
 	return errors.Join(errs...)
 }
 
