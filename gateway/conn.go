@@ -65,7 +65,7 @@ type conn struct {
 	auth   atomic.Pointer[connAuth] // the same, for the expiry checker and revocations
 	remote string                   // the client's address, for logs
 
-	principal *principal  // the key or subject limits count against; nil: the connection is its own
+	principal *principal  // the key or subject limits count against; nil: the connection is its own. Owned by the reader (a renewal may change it)
 	lim       *connLimits // made on first use; owned by the reader
 
 	lastRead atomic.Int64 // Unix nanoseconds of the last frame read
