@@ -116,6 +116,11 @@ func (c *conn) renew(fr *codec.Frame) {
 			c.order.reset(name)
 			if ch := c.srv.hub.get(name, false); ch != nil {
 				ch.withdraw(c, codec.AsError(err))
+			} else {
+				// The edge forgot the channel (idle, no subscriber: the
+				// attachment was publish_only, or a subscription ended
+				// already): nothing of it is queued for c, and none will be.
+				c.send(&codec.Frame{Type: codec.FrameDetached, Channel: name, Err: codec.AsError(err)})
 			}
 		}
 	}

@@ -317,6 +317,64 @@ func TestRenewalKeepsStream(t *testing.T) {
 	}
 }
 
+// TestNarrowingRenewalDetachesForgottenChannel: a feed publisher's
+// connection holds a publish_only attachment (it receives nothing, so the
+// channel has no member on the edge) and publishes nothing for 30 minutes,
+// so the edge forgets the idle channel. A renewal whose capability no
+// longer allows the channel still detaches it with an unsolicited detached
+// frame (no ref, forbidden), before the renewal's ack (protocol.md §4.5).
+//
+// Before: the withdrawal was sent only through the channel's state, which
+// the edge had forgotten: the attachment was dropped silently, and the
+// next publish got not_attached out of the blue.
+func TestNarrowingRenewalDetachesForgottenChannel(t *testing.T) {
+	clock := edgetest.NewClock(time.Now())
+	ta := edgetest.MustTokenAuth(t, clock.Now, nil)
+	e := edgetest.MustStartEdge(t, gateway.Config{
+		Authorizer: ta.Authorizer, Now: clock.Now,
+		HeartbeatInterval: 20 * time.Millisecond, IdleTimeout: 24 * time.Hour, // the sweep runs with heartbeats
+	}, nil)
+	tok1, _ := ta.Token(t, "feed", `{"odds:*":["publish"]}`, time.Hour, clock.Now())
+	ws, _, err := websocket.DefaultDialer.DialContext(edgetest.Ctx10(t), e.URL+"/v1/ws?token="+url.QueryEscape(tok1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.WriteJSON(map[string]any{"type": "attach", "ref": 1, "channel": "odds:later", "options": map[string]any{"publish_only": true}})
+	if r := readReply(t, ws); r["type"] != "attached" {
+		t.Fatalf("attach: %v", r)
+	}
+	clock.Add(31 * time.Minute)
+	// A heartbeat stamped with the moved clock comes from a tick that swept
+	// the channels first, with that clock.
+	swept := clock.Now().UnixMilli()
+	for {
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var f struct {
+			Type string
+			Time int64
+		}
+		if err := ws.ReadJSON(&f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == "heartbeat" && f.Time >= swept {
+			break
+		}
+	}
+	tok2, _ := ta.Token(t, "feed", `{"odds:other":["publish"]}`, time.Hour, clock.Now())
+	_ = ws.WriteJSON(map[string]any{"type": "auth", "ref": 2, "token": tok2})
+	if r := readReply(t, ws); r["type"] != "detached" || r["channel"] != "odds:later" || r["code"] != float64(codec.CodeForbidden) || r["ref"] != nil {
+		t.Fatalf("narrowing renewal: %v, want an unsolicited detached forbidden for odds:later first", r)
+	}
+	if r := readReply(t, ws); r["type"] != "ack" || r["ref"] != float64(2) {
+		t.Fatalf("renewal: %v, want its ack", r)
+	}
+	_ = ws.WriteJSON(map[string]any{"type": "publish", "ref": 3, "channel": "odds:later", "data": 1})
+	if r := readReply(t, ws); r["type"] != "nack" || r["code"] != float64(codec.CodeNotAttached) {
+		t.Fatalf("publish on the detached channel: %v, want nack not_attached", r)
+	}
+}
+
 // TestTokenExpiry: a connection whose token nears expiry is warned, then
 // disconnected after the grace period; another client is untouched, and a
 // Session renews by itself on the warning.
