@@ -236,6 +236,59 @@ func TestTokenEndpointHTTP(t *testing.T) {
 	}
 }
 
+// TestHTTPEndpointsTakeTokensInTheHeaderOnly: a token is accepted in the
+// token query parameter by GET /v1/ws alone (browsers cannot set headers
+// on a WebSocket); the HTTP endpoints, whose clients can, refuse a token
+// in the URL with 400 bad_request, since URLs end up in access logs
+// (protocol.md §1.2, §16). The same token in the header is accepted.
+//
+// Before: every HTTP endpoint read ?token=, while §16.2 said the history
+// endpoint took no token query parameter.
+func TestHTTPEndpointsTakeTokensInTheHeaderOnly(t *testing.T) {
+	e := startTokenEdge(t)
+	tok, _ := e.token(t, "carol", `{"odds:*":["*"]}`, 10*time.Minute)
+	do := func(method, path, body string, header bool, query string) httpAnswer {
+		t.Helper()
+		req, _ := http.NewRequest(method, e.API+path+query, strings.NewReader(body))
+		if header {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return httpAnswer{resp.StatusCode, b}
+	}
+	q := "?token=" + url.QueryEscape(tok)
+	for _, ep := range []struct{ method, path, body string }{
+		{"GET", "/v1/channels/odds:1/history", ""},
+		{"POST", "/v1/channels/odds:1/messages", `{"data":1}`},
+		{"POST", "/v1/tokens", `{"subject":"x"}`},
+		{"POST", "/v1/revocations", `{"subject":"x"}`},
+	} {
+		for _, header := range []bool{false, true} {
+			a := do(ep.method, ep.path, ep.body, header, q)
+			var body struct {
+				Error struct{ Code int } `json:"error"`
+			}
+			if err := json.Unmarshal(a.body, &body); a.status != 400 || err != nil || codec.Code(body.Error.Code) != codec.CodeBadRequest {
+				t.Errorf("%s %s with ?token= (header too: %v): %d %s, want 400 bad_request", ep.method, ep.path, header, a.status, a.body)
+			}
+		}
+	}
+	if a := do("GET", "/v1/channels/odds:1/history", "", true, "?limit=5"); a.status != 200 {
+		t.Errorf("history with the token in the header: %d %s", a.status, a.body)
+	}
+	if a := do("POST", "/v1/channels/odds:1/messages", `{"data":1}`, true, ""); a.status != 200 {
+		t.Errorf("publish with the token in the header: %d %s", a.status, a.body)
+	}
+	if st, code := upgradeCode(t, e, nil, tok); st != 0 {
+		t.Errorf("WebSocket upgrade with ?token=: %d %v, want accepted", st, code)
+	}
+}
+
 // TestRenewalKeepsStream renews a subscriber's token in place while
 // messages flow on two channels: every attachment stays and no message is
 // lost or reordered. A second renewal narrows the capability: the channel
