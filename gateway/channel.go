@@ -266,17 +266,22 @@ func (ch *channel) attach(c subscriber, ref uint64, opts codec.AttachOptions) bo
 	}
 	// The replay: full frames for the first message and wherever the
 	// subscriber lacks the base, delta frames along the rest.
+	// They go under the replays' own allowance of the send queue
+	// (replay.go).
 	for i, e := range replay {
+		var b []byte
+		isDelta := false
 		if own == nil {
-			ch.sendLocked(mb, e)
+			b, isDelta = ch.frameForLocked(mb, e)
+		} else {
+			b = ch.encodeLocked(&codec.Frame{Type: codec.FrameMessage, Channel: e.m.Channel, Msg: *e.m, Pos: own[i], Wire: ch.wireLocked(e, mb.v.format())}, mb.v)
+		}
+		if b == nil {
+			mb.base = 0
 			continue
 		}
-		if b := ch.encodeLocked(&codec.Frame{Type: codec.FrameMessage, Channel: e.m.Channel, Msg: *e.m, Pos: own[i], Wire: ch.wireLocked(e, mb.v.format())}, mb.v); b != nil {
-			c.enqueue(b)
-			ch.sentLocked(mb, e, false)
-		} else {
-			mb.base = 0
-		}
+		c.enqueueReplay(b)
+		ch.sentLocked(mb, e, isDelta)
 	}
 	if old := ch.members[c]; old != nil {
 		old.stop()

@@ -19,10 +19,10 @@ import (
 	"github.com/feedgate/feedgate/internal/edgetest"
 )
 
-// probeDeltaSub follows one JSON subscriber's stream on a channel and checks
+// deltaChecker follows one JSON subscriber's stream on a channel and checks
 // every delta against the base it holds (protocol.md §6.1: "A delta's base
 // is always the last message the subscriber got on the channel").
-type probeDeltaSub struct {
+type deltaChecker struct {
 	t        *testing.T
 	payloads *sync.Map // id -> published compact JSON
 	mu       sync.Mutex
@@ -35,7 +35,7 @@ type probeDeltaSub struct {
 	attached int
 }
 
-func (s *probeDeltaSub) frame(b []byte) {
+func (s *deltaChecker) frame(b []byte) {
 	var f struct {
 		Type    string          `json:"type"`
 		ID      string          `json:"id"`
@@ -89,31 +89,32 @@ func (s *probeDeltaSub) frame(b []byte) {
 	}
 }
 
-func (s *probeDeltaSub) fail(format string, args ...any) {
+func (s *deltaChecker) fail(format string, args ...any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failLocked(format, args...)
 }
 
-func (s *probeDeltaSub) failLocked(format string, args ...any) {
+func (s *deltaChecker) failLocked(format string, args ...any) {
 	if len(s.problems) < 10 {
 		s.problems = append(s.problems, fmt.Sprintf(format, args...))
 	}
 }
 
-// TestProbeDeltaBaseUnderOptionChurn: one publisher bursts odds markets on
+// TestDeltaBaseHoldsUnderOptionChurn: one publisher bursts odds markets on
 // a channel (small price changes, so deltas pay) while a subscriber keeps
 // re-attaching with random combinations of delta, conflate (+key), rewind
 // and resume, and sometimes detaches. Every delta must name, and apply to,
-// the message the subscriber last got on the channel.
-func TestProbeDeltaBaseUnderOptionChurn(t *testing.T) { probeDeltaChurn(t, false) }
+// the message the subscriber last got on the channel. (From a fault probe,
+// where it held; kept as a regression test.)
+func TestDeltaBaseHoldsUnderOptionChurn(t *testing.T) { deltaChurn(t, false) }
 
-// TestProbeDeltaBaseConflatedSlowReader: the same with a small send queue,
+// TestDeltaBaseHoldsForConflatedSlowReader: the same with a small send queue,
 // conflation on every attach, and a reader that stalls now and then, so
 // that held messages wait for room (offer fails) and windows flush late.
-func TestProbeDeltaBaseConflatedSlowReader(t *testing.T) { probeDeltaChurn(t, true) }
+func TestDeltaBaseHoldsForConflatedSlowReader(t *testing.T) { deltaChurn(t, true) }
 
-func probeDeltaChurn(t *testing.T, slow bool) {
+func deltaChurn(t *testing.T, slow bool) {
 	cfg := gateway.Config{Authorizer: mustStatic(t, keyA), HistorySize: 30}
 	if slow {
 		cfg.SendQueueBytes = 6 << 10
@@ -151,7 +152,7 @@ func probeDeltaChurn(t *testing.T, slow bool) {
 		}
 		resp.Body.Close()
 	}
-	sub := &probeDeltaSub{t: t, payloads: &payloads}
+	sub := &deltaChecker{t: t, payloads: &payloads}
 	ws := edgetest.MustDialRaw(t, e.URL)
 	readerDone := make(chan struct{})
 	rng2 := rand.New(rand.NewPCG(5, 6))
@@ -232,7 +233,7 @@ func probeDeltaChurn(t *testing.T, slow bool) {
 	defer sub.mu.Unlock()
 	t.Logf("%d messages, %d deltas, %d attached", sub.msgs, sub.deltas, sub.attached)
 	if sub.deltas == 0 {
-		t.Fatal("no delta at all: the probe did not exercise deltas")
+		t.Fatal("no delta at all: the test did not exercise deltas")
 	}
 	for _, p := range sub.problems {
 		t.Error(p)

@@ -13,13 +13,14 @@ import (
 	"github.com/feedgate/feedgate/internal/edgetest"
 )
 
-// TestProbeGoroutinesAfterConnectionChurn: connections come and go in the
+// TestGoroutinesReturnAfterConnectionChurn: connections come and go in the
 // ways mobile clients do (abrupt TCP close while attached with conflation
 // and deltas, a reader that stops reading on a hot channel, a publish
 // followed at once by a close, a half-written frame), while the channel is
 // hot. Once every connection is gone, the edge's goroutines return to what
-// they were before.
-func TestProbeGoroutinesAfterConnectionChurn(t *testing.T) {
+// they were before. (From a fault probe, where it held; kept as a
+// regression test.)
+func TestGoroutinesReturnAfterConnectionChurn(t *testing.T) {
 	e := edgetest.MustStartEdge(t, gateway.Config{Authorizer: mustStatic(t, keyA), SendQueueBytes: 32 << 10, WriteTimeout: 300 * time.Millisecond}, nil)
 	stop := make(chan struct{})
 	var pubWG sync.WaitGroup
@@ -48,7 +49,7 @@ func TestProbeGoroutinesAfterConnectionChurn(t *testing.T) {
 		ws.Close()
 	}
 	edgetest.WaitFor(t, "warm-up connections to end", func() bool { return e.Srv.Stats().Connections == 0 })
-	base := probeGoroutines()
+	base := goroutinesBesidesIdleWorkers()
 	var wg sync.WaitGroup
 	for i := range 60 {
 		wg.Add(1)
@@ -77,19 +78,19 @@ func TestProbeGoroutinesAfterConnectionChurn(t *testing.T) {
 	pubWG.Wait()
 	edgetest.WaitFor(t, "every connection to end", func() bool { return e.Srv.Stats().Connections == 0 })
 	deadline := time.Now().Add(10 * time.Second)
-	for probeGoroutines() > base+2 && time.Now().Before(deadline) {
+	for goroutinesBesidesIdleWorkers() > base+2 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := probeGoroutines(); n > base+2 {
+	if n := goroutinesBesidesIdleWorkers(); n > base+2 {
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
 		t.Fatalf("goroutines %d, %d before the churn:\n%s", n, base, buf)
 	}
 }
 
-// probeGoroutines counts goroutines other than fasthttp's idle workers
+// goroutinesBesidesIdleWorkers counts goroutines other than fasthttp's idle workers
 // (a pool that keeps them for MaxIdleWorkerDuration, not a leak).
-func probeGoroutines() int {
+func goroutinesBesidesIdleWorkers() int {
 	buf := make([]byte, 4<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	n := 0
