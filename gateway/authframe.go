@@ -78,8 +78,11 @@ func newConnAuth(a codec.Access) *connAuth {
 // renew handles an auth frame: the token replaces the connection's
 // credential in place. Attachments the new capability still allows stay
 // attached, with nothing lost; each one it no longer allows is detached
-// with an unsolicited detached frame carrying forbidden (4030). A refused
-// renewal leaves the old credential in force.
+// with an unsolicited detached frame carrying forbidden (4030). A renewal
+// that gives an anonymous connection a subject counts it against that
+// subject's connection cap and rates from then on (too_many_connections if
+// the subject holds its cap). A refused renewal leaves the old credential
+// in force.
 func (c *conn) renew(fr *codec.Frame) {
 	if fr.Token == "" {
 		c.refuse(fr.Type, fr.Ref, "", codec.Errorf(codec.CodeBadRequest, "an auth frame needs a token"))
@@ -94,6 +97,17 @@ func (c *conn) renew(fr *codec.Frame) {
 		c.refuse(fr.Type, fr.Ref, "", codec.Errorf(codec.CodeForbidden, "a renewal must keep the subject (%s, not %s): connect again for another one", codec.Clip(old), codec.Clip(access.Subject())))
 		return
 	}
+	// A renewal that changes who the connection is (anonymous to a
+	// subject) moves it to that subject's connection cap and rates: it
+	// is refused, with the old token in force, if the subject holds its
+	// cap already.
+	p, r, e := c.srv.lim.move(c.principal, principalName(access, codec.Credentials{Token: fr.Token}), c.srv.cfg.Now())
+	if e != nil {
+		c.srv.stats.refused[r].Add(1)
+		c.refuse(fr.Type, fr.Ref, "", e)
+		return
+	}
+	c.principal = p
 	c.access = access
 	c.auth.Store(newConnAuth(access))
 	for name, opts := range c.attached {
@@ -102,6 +116,11 @@ func (c *conn) renew(fr *codec.Frame) {
 			c.order.reset(name)
 			if ch := c.srv.hub.get(name, false); ch != nil {
 				ch.withdraw(c, codec.AsError(err))
+			} else {
+				// The edge forgot the channel (idle, no subscriber: the
+				// attachment was publish_only, or a subscription ended
+				// already): nothing of it is queued for c, and none will be.
+				c.send(&codec.Frame{Type: codec.FrameDetached, Channel: name, Err: codec.AsError(err)})
 			}
 		}
 	}

@@ -35,7 +35,7 @@ type channel struct {
 	serial  uint64            // messages delivered so far (history cursors)
 	last    *entry            // the last message delivered: the next one's delta base
 	lastUse time.Time         // last delivery, attach or detach
-	dead    bool              // swept from the hub: attach must look again
+	dead    bool              // swept from the hub: attach and deliver must look again
 }
 
 // member is one subscriber of the channel, with its delta and conflation
@@ -108,16 +108,20 @@ func lostFrame(channel, pos string) *codec.Frame {
 }
 
 // deliver appends m to history and enqueues it to every subscriber. It
-// returns the number of subscribers.
+// returns the number of subscribers; ok is false, and nothing is done, if
+// the channel was swept from the hub meanwhile (the caller looks again).
 //
 // The backbone hands over each origin's messages in Seq order. When m's
 // predecessor (m.Prev) is not the last message this edge delivered from a
 // known origin, the predecessor could not be had: every subscriber gets a
 // continuity frame right before m, and no resume replays across the gap.
-func (ch *channel) deliver(m *codec.Message) int {
+func (ch *channel) deliver(m *codec.Message) (n int, ok bool) {
 	now := ch.h.now()
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
+	if ch.dead {
+		return 0, false
+	}
 	ch.lastUse = now
 	st := ch.origins[m.Origin]
 	gap, prevTime := false, int64(-1)
@@ -181,7 +185,7 @@ func (ch *channel) deliver(m *codec.Message) int {
 		}
 		ch.sendLocked(mb, e)
 	}
-	return len(ch.snap)
+	return len(ch.snap), true
 }
 
 // trimLocked drops history beyond the count and age bounds.
@@ -262,17 +266,22 @@ func (ch *channel) attach(c subscriber, ref uint64, opts codec.AttachOptions) bo
 	}
 	// The replay: full frames for the first message and wherever the
 	// subscriber lacks the base, delta frames along the rest.
+	// They go under the replays' own allowance of the send queue
+	// (replay.go).
 	for i, e := range replay {
+		var b []byte
+		isDelta := false
 		if own == nil {
-			ch.sendLocked(mb, e)
+			b, isDelta = ch.frameForLocked(mb, e)
+		} else {
+			b = ch.encodeLocked(&codec.Frame{Type: codec.FrameMessage, Channel: e.m.Channel, Msg: *e.m, Pos: own[i], Wire: ch.wireLocked(e, mb.v.format())}, mb.v)
+		}
+		if b == nil {
+			mb.base = 0
 			continue
 		}
-		if b := ch.encodeLocked(&codec.Frame{Type: codec.FrameMessage, Channel: e.m.Channel, Msg: *e.m, Pos: own[i], Wire: ch.wireLocked(e, mb.v.format())}, mb.v); b != nil {
-			c.enqueue(b)
-			ch.sentLocked(mb, e, false)
-		} else {
-			mb.base = 0
-		}
+		c.enqueueReplay(b)
+		ch.sentLocked(mb, e, isDelta)
 	}
 	if old := ch.members[c]; old != nil {
 		old.stop()

@@ -20,7 +20,9 @@ type Config struct {
 	MaxChannelsPerConn int
 	// SendQueueBytes bounds the bytes waiting to be written to one
 	// connection (default 1 MiB). A subscriber that falls further behind is
-	// disconnected as a slow consumer; the others are not affected.
+	// disconnected as a slow consumer; the others are not affected. The
+	// replays of rewinds and resumes have room of their own on top, up to
+	// HistorySize × MaxFrameSize (replay.go).
 	SendQueueBytes int
 	// SocketSendBuffer, if set, caps the kernel's send buffer per
 	// connection (SO_SNDBUF), in bytes. Linux otherwise grows it to a few

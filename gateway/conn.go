@@ -45,8 +45,16 @@ type conn struct {
 	sockDone bool       // the socket has been closed
 	reason   EndReason  // why the connection ends, once closing
 	// queued counts the bytes of ctrl, queue and the batch a writer holds,
-	// until its write returns: what SendQueueBytes bounds.
+	// until its write returns: what SendQueueBytes bounds, beyond the
+	// replays' allowance (extra).
 	queued int
+	// Replays (replay.go): enq counts the frames ever appended to queue,
+	// sent those of them written whole (from its front), so frame i of the
+	// queue's stream is written once sent > i. replays are the spans of
+	// replay frames not yet written whole, in order; extra is their bytes.
+	enq, sent uint64
+	replays   []replaySpan
+	extra     int
 	// queue holds messages, and the control frames that keep their place
 	// among them (see writer.go); complete WebSocket frames, except that
 	// queue[0] is the tail of a frame already partly written if partial.
@@ -65,7 +73,7 @@ type conn struct {
 	auth   atomic.Pointer[connAuth] // the same, for the expiry checker and revocations
 	remote string                   // the client's address, for logs
 
-	principal *principal  // the key or subject limits count against; nil: the connection is its own
+	principal *principal  // the key or subject limits count against; nil: the connection is its own. Owned by the reader (a renewal may change it)
 	lim       *connLimits // made on first use; owned by the reader
 
 	lastRead atomic.Int64 // Unix nanoseconds of the last frame read
@@ -93,15 +101,22 @@ func (c *conn) log(level slog.Level, msg string, args ...any) {
 
 // enqueue queues one message frame for writing; the bytes are shared and
 // never modified. It never blocks. A connection whose queue would exceed
-// SendQueueBytes is disconnected as a slow consumer.
+// SendQueueBytes (beyond the replays in it) is disconnected as a slow
+// consumer.
 func (c *conn) enqueue(frame []byte) {
 	c.mu.Lock()
 	if c.acceptLocked(len(frame)) {
-		c.queue = append(c.queue, frame)
-		c.queued += len(frame)
-		c.scheduleLocked()
+		c.appendLocked(frame)
 	}
 	c.mu.Unlock()
+}
+
+// appendLocked appends frame to queue, counted in queued and enq.
+func (c *conn) appendLocked(frame []byte) {
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	c.enq++
+	c.scheduleLocked()
 }
 
 // enqueueCtrl queues a control frame: it is written before the messages
@@ -116,10 +131,10 @@ func (c *conn) enqueueCtrl(frame []byte) {
 
 func (c *conn) pushCtrlLocked(frame []byte) {
 	if c.ordered {
-		c.queue = append(c.queue, frame)
-	} else {
-		c.ctrl = append(c.ctrl, frame)
+		c.appendLocked(frame)
+		return
 	}
+	c.ctrl = append(c.ctrl, frame)
 	c.queued += len(frame)
 	c.scheduleLocked()
 }
@@ -127,10 +142,8 @@ func (c *conn) pushCtrlLocked(frame []byte) {
 // pushOrderedLocked queues a control frame behind every frame queued before
 // it: detached, disconnect, close.
 func (c *conn) pushOrderedLocked(frame []byte) {
-	c.queue = append(c.queue, frame)
-	c.queued += len(frame)
 	c.ordered = true
-	c.scheduleLocked()
+	c.appendLocked(frame)
 }
 
 // acceptLocked reports whether a frame of n bytes may be queued. A closing
@@ -141,7 +154,7 @@ func (c *conn) acceptLocked(n int) bool {
 		c.srv.stats.drop(c.reason, 1)
 		return false
 	}
-	if c.queued+n > c.srv.cfg.SendQueueBytes {
+	if !c.roomLocked(n) {
 		c.disconnectLocked(EndSlowConsumer, codec.Errorf(codec.CodeSlowConsumer, "send queue overflowed (%d bytes waiting)", c.queued), true, true)
 		c.srv.stats.drop(EndSlowConsumer, 1)
 		return false

@@ -64,12 +64,38 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	}
 }
 
+// wsCredentials returns the credentials of a WebSocket upgrade: the
+// Authorization header, and the token query parameter (browsers cannot set
+// headers on a WebSocket).
+func wsCredentials(ctx *fasthttp.RequestCtx) codec.Credentials {
+	c := credentials(ctx)
+	c.Token = string(ctx.QueryArgs().Peek("token"))
+	return c
+}
+
+// credentials returns the credentials of an HTTP request: the
+// Authorization header only. A client of the HTTP endpoints can always set
+// it, and a token in a URL ends up in access logs and proxies' logs, so
+// these endpoints refuse a token query parameter (queryToken) instead of
+// reading it.
 func credentials(ctx *fasthttp.RequestCtx) codec.Credentials {
-	c := codec.Credentials{Token: string(ctx.QueryArgs().Peek("token"))}
+	var c codec.Credentials
 	if scheme, key, ok := strings.Cut(string(ctx.Request.Header.Peek("Authorization")), " "); ok && strings.EqualFold(scheme, "Bearer") {
 		c.APIKey = strings.TrimSpace(key)
 	}
 	return c
+}
+
+// queryToken refuses (400 bad_request) an HTTP request other than the
+// WebSocket upgrade that carries a token query parameter, and reports
+// whether it did.
+func queryToken(ctx *fasthttp.RequestCtx) bool {
+	if !ctx.QueryArgs().Has("token") {
+		return false
+	}
+	writeError(ctx, fasthttp.StatusBadRequest, codec.Errorf(codec.CodeBadRequest,
+		"the token query parameter is accepted by GET /v1/ws only: send the token in the Authorization header (a URL ends up in logs)"))
+	return true
 }
 
 func (s *Server) serveWS(ctx *fasthttp.RequestCtx) {
@@ -85,7 +111,7 @@ func (s *Server) serveWS(ctx *fasthttp.RequestCtx) {
 	if !s.checkOrigin(ctx) {
 		return
 	}
-	creds := credentials(ctx)
+	creds := wsCredentials(ctx)
 	access, err := s.cfg.Authorizer.Authorize(creds)
 	if err != nil {
 		writeError(ctx, httpStatus(codec.AsError(err).Code), codec.AsError(err))
@@ -457,6 +483,9 @@ func (s *Server) serveHistory(ctx *fasthttp.RequestCtx, channel string) {
 func (s *Server) allowHTTP(ctx *fasthttp.RequestCtx, channel string, op func(codec.Access, string) error) (codec.Access, bool) {
 	if err := codec.ValidateChannel(channel); err != nil {
 		writeError(ctx, fasthttp.StatusBadRequest, codec.AsError(err))
+		return nil, false
+	}
+	if queryToken(ctx) {
 		return nil, false
 	}
 	access, err := s.cfg.Authorizer.Authorize(credentials(ctx))

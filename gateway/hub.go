@@ -75,9 +75,14 @@ func (h *hub) get(name string, create bool) *channel {
 // most once per wire format, as a complete WebSocket frame whose bytes are
 // shared by every subscriber. It never blocks on a subscriber.
 func (h *hub) deliver(m *codec.Message) int {
-	n := h.get(m.Channel, true).deliver(m)
-	h.delivered.Add(uint64(n))
-	return n
+	for {
+		// The sweep may forget the channel between the lookup and the
+		// delivery taking its lock: look again, like attach.
+		if n, ok := h.get(m.Channel, true).deliver(m); ok {
+			h.delivered.Add(uint64(n))
+			return n
+		}
+	}
 }
 
 // sweep drops expired history, and forgets channels that have had no

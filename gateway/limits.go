@@ -347,6 +347,38 @@ func (l *limiter) release(p *principal, now time.Time) {
 	l.mu.Unlock()
 }
 
+// move moves an admitted connection from principal old (nil for none) to
+// principal name ("" for none), when a renewal changes who it counts
+// against: it takes a slot of name's cap first (refusing, with nothing
+// changed, if name holds its cap), then gives back old's. The edge's count
+// of connections is unchanged. It returns the connection's principal.
+func (l *limiter) move(old *principal, name string, now time.Time) (*principal, Refusal, *codec.Error) {
+	if old != nil && old.name == name || old == nil && name == "" {
+		return old, 0, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var p *principal
+	if name != "" {
+		p = l.getLocked(name, now)
+		if l.cfg.ConnsPerKey >= 0 && p.conns >= l.cfg.ConnsPerKey {
+			return old, RefusedConnsPerKey, l.tooManyConns()
+		}
+		if p.conns == 0 {
+			l.idle--
+		}
+		p.conns++
+	}
+	if old != nil {
+		old.conns--
+		if old.conns == 0 {
+			l.idle++
+		}
+		old.lastUsed = now.UnixNano()
+	}
+	return p, 0, nil
+}
+
 func (l *limiter) edgeFull() *codec.Error {
 	return codec.Errorf(codec.CodeEdgeFull, "this edge holds its maximum of %d connections; connect to another edge", l.cfg.MaxConnections)
 }

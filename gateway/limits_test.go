@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -539,5 +540,191 @@ func TestConnectionCapRace(t *testing.T) {
 	case how := <-refused:
 		t.Fatalf("the %dth connection was refused too (%s)", n, how)
 	default:
+	}
+}
+
+// anonAuth is a production-like authorizer whose clients without
+// credentials may subscribe to free:* (README: -anonymous-capability
+// '{"free:*":["subscribe"]}') and whose tokens are Ed25519.
+func anonAuth(t *testing.T) (*auth.Authorizer, *auth.Signer) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := auth.NewEd25519Signer("anon-1", priv, "iss", "aud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.NewVerifier(auth.VerifierConfig{Keys: []auth.Key{signer.VerifyKey()}, Issuer: "iss", Audience: "aud", MaxTTL: 2 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon, err := auth.ParseCapability([]byte(`{"free:*":["subscribe"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(auth.Config{Verifier: v, Signer: signer, Anonymous: anon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, signer
+}
+
+func signToken(t *testing.T, s *auth.Signer, subject, capability string) string {
+	t.Helper()
+	c, err := auth.ParseCapability([]byte(capability))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := s.Sign(auth.TokenSpec{Subject: subject, Capability: c, TTL: time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestRenewedSubjectCountsAgainstItsConnectionCap: a connection without
+// credentials that renews to a subject's token (auth frame, protocol.md
+// §4.5) counts against that subject's connection cap from then on: the
+// renewal is refused with too_many_connections while the subject holds its
+// cap (the connection stays anonymous), accepted once a slot is free, and
+// the slot is the subject's until the connection ends.
+//
+// Before: the renewal replaced the credential but left the connection
+// counted against no principal, so any number of anonymous connections
+// took alice's token past ConnsPerKey 1.
+func TestRenewedSubjectCountsAgainstItsConnectionCap(t *testing.T) {
+	a, signer := anonAuth(t)
+	e := edgetest.MustStartEdge(t, gateway.Config{Authorizer: a, Limits: gateway.Limits{ConnsPerKey: 1}}, nil)
+	tok := signToken(t, signer, "alice", `{"odds:*":["subscribe"]}`)
+	tokenHeader := bearer(tok)
+
+	st, _, ws1 := dialStatus(t, e.URL, tokenHeader)
+	if st != http.StatusSwitchingProtocols {
+		t.Fatalf("first connection of alice: %d", st)
+	}
+	edgetest.WaitFor(t, "alice's connection to be counted", func() bool { return e.Srv.Stats().Connections == 1 })
+	renew := func(ws *websocket.Conn) map[string]any {
+		t.Helper()
+		if err := ws.WriteJSON(map[string]any{"type": "auth", "ref": 1, "token": tok}); err != nil {
+			t.Fatal(err)
+		}
+		return readReply(t, ws)
+	}
+	attach := func(ws *websocket.Conn, ref int, ch string) map[string]any {
+		t.Helper()
+		if err := ws.WriteJSON(map[string]any{"type": "attach", "ref": ref, "channel": ch}); err != nil {
+			t.Fatal(err)
+		}
+		return readReply(t, ws)
+	}
+	for i := range 3 {
+		st, _, ws := dialStatus(t, e.URL, nil)
+		if st != http.StatusSwitchingProtocols {
+			t.Fatalf("anonymous connection %d: %d", i, st)
+		}
+		if r := renew(ws); r["type"] != "error" || r["code"] != float64(codec.CodeTooManyConnections) || r["ref"] != float64(1) {
+			t.Fatalf("renewal %d to alice's token while she holds her cap: %v, want error too_many_connections", i, r)
+		}
+		// The old (anonymous) credential stays in force.
+		if r := attach(ws, 2, "free:1"); r["type"] != "attached" {
+			t.Fatalf("anonymous attach after the refused renewal: %v", r)
+		}
+		if r := attach(ws, 3, "odds:1"); r["type"] != "error" || r["code"] == float64(codec.CodeTooManyConnections) {
+			t.Fatalf("attach of alice's channel after the refused renewal: %v, want a refusal", r)
+		}
+	}
+	if n := e.Srv.Stats().Refused[gateway.RefusedConnsPerKey]; n != 3 {
+		t.Fatalf("conns_per_key refusals %d, want 3", n)
+	}
+
+	// Once alice's slot is free, a renewal takes it, and holds it.
+	ws1.Close()
+	st, _, ws2 := dialStatus(t, e.URL, nil)
+	if st != http.StatusSwitchingProtocols {
+		t.Fatalf("anonymous connection: %d", st)
+	}
+	edgetest.WaitFor(t, "alice's slot to free up", func() bool {
+		r := renew(ws2)
+		return r["type"] == "ack"
+	})
+	if r := attach(ws2, 2, "odds:1"); r["type"] != "attached" {
+		t.Fatalf("attach as alice after the renewal: %v", r)
+	}
+	if st, code, _ := dialStatus(t, e.URL, tokenHeader); st != http.StatusTooManyRequests || code != codec.CodeTooManyConnections {
+		t.Fatalf("token connection of alice while a renewed one holds her slot: %d %v, want 429 too_many_connections", st, code)
+	}
+	// The renewed connection gives alice's slot back when it ends.
+	ws2.Close()
+	edgetest.WaitFor(t, "the renewed connection's slot to free up", func() bool {
+		ws, _, err := websocket.DefaultDialer.DialContext(edgetest.Ctx10(t), e.URL+"/v1/ws", tokenHeader)
+		if err != nil {
+			return false
+		}
+		t.Cleanup(func() { ws.Close() })
+		return true
+	})
+}
+
+// TestRenewedSubjectCountsAgainstItsPublishRate: a subject's publish rate
+// (PublishPerKey) is shared by its connections, including one that renewed
+// from anonymous to the subject's token.
+//
+// Before: the renewed connection published against no principal's bucket:
+// 5 publishes acked while bob's bucket was empty.
+func TestRenewedSubjectCountsAgainstItsPublishRate(t *testing.T) {
+	a, signer := anonAuth(t)
+	clk := newFakeClock()
+	e := edgetest.MustStartEdge(t, gateway.Config{Now: clk.Now, Authorizer: a, MaxBatch: 1, Limits: gateway.Limits{
+		PublishPerConn: gateway.Rate{PerSecond: -1}, PublishPerKey: gateway.Rate{PerSecond: 1, Burst: 2},
+	}}, nil)
+	tok := signToken(t, signer, "bob", `{"odds:*":["publish","subscribe"]}`)
+	pubN := func(ws *websocket.Conn, n int) (acked, limited int) {
+		t.Helper()
+		for i := range n {
+			_ = ws.WriteJSON(map[string]any{"type": "publish", "ref": 100 + i, "channel": "odds:1", "id": fmt.Sprintf("m%d-%s", i, ws.LocalAddr()), "data": i})
+			r := readReply(t, ws)
+			switch {
+			case r["type"] == "ack":
+				acked++
+			case r["code"] == float64(codec.CodeRateLimited):
+				limited++
+				return
+			default:
+				t.Fatalf("publish: %v", r)
+			}
+		}
+		return
+	}
+	attach := func(ws *websocket.Conn) {
+		t.Helper()
+		_ = ws.WriteJSON(map[string]any{"type": "attach", "ref": 1, "channel": "odds:1", "options": map[string]any{"publish_only": true}})
+		if r := readReply(t, ws); r["type"] != "attached" {
+			t.Fatalf("attach: %v", r)
+		}
+	}
+	_, _, ws1 := dialStatus(t, e.URL, bearer(tok))
+	attach(ws1)
+	if acked, limited := pubN(ws1, 5); acked != 2 || limited != 1 {
+		t.Fatalf("token connection: %d acked, %d limited; want the burst of 2 then rate_limited", acked, limited)
+	}
+	_, _, ws2 := dialStatus(t, e.URL, nil)
+	_ = ws2.WriteJSON(map[string]any{"type": "auth", "ref": 1, "token": tok})
+	if r := readReply(t, ws2); r["type"] != "ack" {
+		t.Fatalf("renewal: %v", r)
+	}
+	attach(ws2)
+	// bob's bucket is empty (the clock has not moved).
+	if acked, limited := pubN(ws2, 5); acked != 0 || limited != 1 {
+		t.Fatalf("renewed connection of bob, whose bucket is empty: %d acked, %d limited; want rate_limited at once", acked, limited)
+	}
+	if n := e.Srv.Stats().Refused[gateway.RefusedPublishKey]; n != 2 {
+		t.Fatalf("publish_rate_key refusals %d, want 2", n)
+	}
+	// A second later, bob's bucket holds one more, for either connection.
+	clk.Advance(time.Second)
+	if acked, limited := pubN(ws2, 2); acked != 1 || limited != 1 {
+		t.Fatalf("after a second: %d acked, %d limited; want 1 then rate_limited", acked, limited)
 	}
 }

@@ -124,6 +124,17 @@ func follows(has codec.Position, e *entry) bool {
 	return e.prevTime >= 0 && e.prevTime <= has.Watermark
 }
 
+// impossibleLocked reports whether no edge can have issued position p: its
+// watermark is more than the lateness bound past both this edge's clock and
+// the newest origin time delivered on the channel here. An edge's watermark
+// trails its newest origin time, stamped by an origin's clock, by the
+// lateness bound, which covers the skew between edges' clocks; so an issued
+// watermark is at most this edge's clock. The channel's newest origin time
+// admits, besides, origins whose clocks run ahead of this one's.
+func (ch *channel) impossibleLocked(p codec.Position) bool {
+	return p.Watermark > max(ch.h.now().UnixMilli(), ch.newest)+lateness.Milliseconds()
+}
+
 // resumeLocked decides a resume from the position from: the messages of
 // history not in it, in order, and whether they are all it is missing
 // (docs/protocol.md §7.3). Continuity is lost, and nothing replayed, when
@@ -138,7 +149,12 @@ func follows(has codec.Position, e *entry) bool {
 //     late (the edge it came from may not have had it);
 //   - from names an origin this edge has had nothing of, and from's
 //     watermark is not a lateness bound past this edge's start (it may have
-//     started after that origin's messages that from lacks).
+//     started after that origin's messages that from lacks);
+//   - from's watermark is more than the lateness bound past both this
+//     edge's clock and the newest origin time of the channel here (see
+//     impossibleLocked): no edge can have issued it, and taken for a
+//     position ahead of this edge it would make every message be skipped
+//     until the channel got there.
 //
 // When the entries' positions may lack messages the subscriber has (see
 // understated), replayed messages carry the subscriber's own position
@@ -148,7 +164,7 @@ func follows(has codec.Position, e *entry) bool {
 // position until the edge catches up. Otherwise own and pend are nil: the
 // entries' positions are the subscriber's.
 func (ch *channel) resumeLocked(from codec.Position) (replay []*entry, own []string, _ codec.Continuity, pend *pending) {
-	if from.Overflow || ch.forgot > from.Watermark {
+	if from.Overflow || ch.forgot > from.Watermark || ch.impossibleLocked(from) {
 		return nil, nil, codec.ContinuityLost, nil
 	}
 	has := from.Clone()

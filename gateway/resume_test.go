@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/feedgate/feedgate/client"
 	"github.com/feedgate/feedgate/codec"
@@ -180,4 +181,41 @@ func TestResumeManyOrigins(t *testing.T) {
 			c2.Close()
 		}
 	})
+}
+
+// TestResumeFromImpossibleFutureTokenIsLost: a token that parses but whose
+// watermark is more than the lateness bound (1 minute) past the edge's
+// clock cannot have been issued by any edge (a corrupted store, a client
+// that made it up): the resume answers lost, from the edge's position, and
+// live messages follow (protocol.md §7.3, rule 6). A watermark ahead of
+// the edge within the bound is a position the edge may lag, and resumes.
+//
+// Before: "2.zzzzzzzzzzzz" (a watermark in the year ~150,000,000) was
+// answered resumed, and the subscriber was then treated as ahead of the
+// edge for ever: every live message skipped, no continuity frame.
+func TestResumeFromImpossibleFutureTokenIsLost(t *testing.T) {
+	clk := newFakeClock()
+	bb := newInjector()
+	e := edgetest.MustStartEdge(t, gateway.Config{Now: clk.Now}, bb)
+	now := clk.Now().UnixMilli()
+	bb.injectAt("aa", 1, 0, now)
+	bound := now + time.Minute.Milliseconds()
+
+	if _, a := resumeFrom(t, e, codec.Position{Watermark: bound}.Token()); a.Continuity != codec.ContinuityResumed {
+		t.Fatalf("watermark at the lateness bound past the clock: %s, want resumed (this edge may lag the token's)", a.Continuity)
+	}
+	var subs []*client.Client
+	for _, tok := range []string{codec.Position{Watermark: bound + 1}.Token(), "2.zzzzzzzzzzzz"} {
+		c, a := resumeFrom(t, e, tok)
+		if a.Continuity != codec.ContinuityLost || a.Pos == tok {
+			t.Fatalf("resume from %s: %s from %s, want lost from the edge's position", tok, a.Continuity, a.Pos)
+		}
+		subs = append(subs, c)
+	}
+	bb.injectAt("aa", 2, 1, now)
+	for i, c := range subs {
+		if m := edgetest.NextMessage(t, c); m.ID != "aa-2" {
+			t.Fatalf("subscriber %d after lost: got %s, want the live message aa-2", i, m.ID)
+		}
+	}
 }

@@ -39,6 +39,9 @@ func (s *Server) serveAuth(ctx *fasthttp.RequestCtx, path string) {
 		return
 	}
 	ctx.Response.Header.Set("Cache-Control", "no-store") // tokens are credentials
+	if queryToken(ctx) {
+		return
+	}
 	creds := credentials(ctx)
 	if path == "/v1/tokens" {
 		ti, ok := s.cfg.Authorizer.(TokenIssuer)

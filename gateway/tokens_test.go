@@ -236,6 +236,59 @@ func TestTokenEndpointHTTP(t *testing.T) {
 	}
 }
 
+// TestHTTPEndpointsTakeTokensInTheHeaderOnly: a token is accepted in the
+// token query parameter by GET /v1/ws alone (browsers cannot set headers
+// on a WebSocket); the HTTP endpoints, whose clients can, refuse a token
+// in the URL with 400 bad_request, since URLs end up in access logs
+// (protocol.md §1.2, §16). The same token in the header is accepted.
+//
+// Before: every HTTP endpoint read ?token=, while §16.2 said the history
+// endpoint took no token query parameter.
+func TestHTTPEndpointsTakeTokensInTheHeaderOnly(t *testing.T) {
+	e := startTokenEdge(t)
+	tok, _ := e.token(t, "carol", `{"odds:*":["*"]}`, 10*time.Minute)
+	do := func(method, path, body string, header bool, query string) httpAnswer {
+		t.Helper()
+		req, _ := http.NewRequest(method, e.API+path+query, strings.NewReader(body))
+		if header {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return httpAnswer{resp.StatusCode, b}
+	}
+	q := "?token=" + url.QueryEscape(tok)
+	for _, ep := range []struct{ method, path, body string }{
+		{"GET", "/v1/channels/odds:1/history", ""},
+		{"POST", "/v1/channels/odds:1/messages", `{"data":1}`},
+		{"POST", "/v1/tokens", `{"subject":"x"}`},
+		{"POST", "/v1/revocations", `{"subject":"x"}`},
+	} {
+		for _, header := range []bool{false, true} {
+			a := do(ep.method, ep.path, ep.body, header, q)
+			var body struct {
+				Error struct{ Code int } `json:"error"`
+			}
+			if err := json.Unmarshal(a.body, &body); a.status != 400 || err != nil || codec.Code(body.Error.Code) != codec.CodeBadRequest {
+				t.Errorf("%s %s with ?token= (header too: %v): %d %s, want 400 bad_request", ep.method, ep.path, header, a.status, a.body)
+			}
+		}
+	}
+	if a := do("GET", "/v1/channels/odds:1/history", "", true, "?limit=5"); a.status != 200 {
+		t.Errorf("history with the token in the header: %d %s", a.status, a.body)
+	}
+	if a := do("POST", "/v1/channels/odds:1/messages", `{"data":1}`, true, ""); a.status != 200 {
+		t.Errorf("publish with the token in the header: %d %s", a.status, a.body)
+	}
+	if st, code := upgradeCode(t, e, nil, tok); st != 0 {
+		t.Errorf("WebSocket upgrade with ?token=: %d %v, want accepted", st, code)
+	}
+}
+
 // TestRenewalKeepsStream renews a subscriber's token in place while
 // messages flow on two channels: every attachment stays and no message is
 // lost or reordered. A second renewal narrows the capability: the channel
@@ -314,6 +367,64 @@ func TestRenewalKeepsStream(t *testing.T) {
 	}
 	if err := sub.Attach(edgetest.Ctx10(t), "odds:b", codec.AttachOptions{}); !hasCode(err, codec.CodeForbidden) {
 		t.Errorf("re-attach of the withdrawn channel: %v", err)
+	}
+}
+
+// TestNarrowingRenewalDetachesForgottenChannel: a feed publisher's
+// connection holds a publish_only attachment (it receives nothing, so the
+// channel has no member on the edge) and publishes nothing for 30 minutes,
+// so the edge forgets the idle channel. A renewal whose capability no
+// longer allows the channel still detaches it with an unsolicited detached
+// frame (no ref, forbidden), before the renewal's ack (protocol.md §4.5).
+//
+// Before: the withdrawal was sent only through the channel's state, which
+// the edge had forgotten: the attachment was dropped silently, and the
+// next publish got not_attached out of the blue.
+func TestNarrowingRenewalDetachesForgottenChannel(t *testing.T) {
+	clock := edgetest.NewClock(time.Now())
+	ta := edgetest.MustTokenAuth(t, clock.Now, nil)
+	e := edgetest.MustStartEdge(t, gateway.Config{
+		Authorizer: ta.Authorizer, Now: clock.Now,
+		HeartbeatInterval: 20 * time.Millisecond, IdleTimeout: 24 * time.Hour, // the sweep runs with heartbeats
+	}, nil)
+	tok1, _ := ta.Token(t, "feed", `{"odds:*":["publish"]}`, time.Hour, clock.Now())
+	ws, _, err := websocket.DefaultDialer.DialContext(edgetest.Ctx10(t), e.URL+"/v1/ws?token="+url.QueryEscape(tok1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.WriteJSON(map[string]any{"type": "attach", "ref": 1, "channel": "odds:later", "options": map[string]any{"publish_only": true}})
+	if r := readReply(t, ws); r["type"] != "attached" {
+		t.Fatalf("attach: %v", r)
+	}
+	clock.Add(31 * time.Minute)
+	// A heartbeat stamped with the moved clock comes from a tick that swept
+	// the channels first, with that clock.
+	swept := clock.Now().UnixMilli()
+	for {
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var f struct {
+			Type string
+			Time int64
+		}
+		if err := ws.ReadJSON(&f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == "heartbeat" && f.Time >= swept {
+			break
+		}
+	}
+	tok2, _ := ta.Token(t, "feed", `{"odds:other":["publish"]}`, time.Hour, clock.Now())
+	_ = ws.WriteJSON(map[string]any{"type": "auth", "ref": 2, "token": tok2})
+	if r := readReply(t, ws); r["type"] != "detached" || r["channel"] != "odds:later" || r["code"] != float64(codec.CodeForbidden) || r["ref"] != nil {
+		t.Fatalf("narrowing renewal: %v, want an unsolicited detached forbidden for odds:later first", r)
+	}
+	if r := readReply(t, ws); r["type"] != "ack" || r["ref"] != float64(2) {
+		t.Fatalf("renewal: %v, want its ack", r)
+	}
+	_ = ws.WriteJSON(map[string]any{"type": "publish", "ref": 3, "channel": "odds:later", "data": 1})
+	if r := readReply(t, ws); r["type"] != "nack" || r["code"] != float64(codec.CodeNotAttached) {
+		t.Fatalf("publish on the detached channel: %v, want nack not_attached", r)
 	}
 }
 

@@ -116,6 +116,9 @@ type subscriber interface {
 	// enqueue queues a prepared message frame; a subscriber that cannot
 	// take it ends as a slow consumer.
 	enqueue(frame []byte)
+	// enqueueReplay queues a frame of a replay (rewind or resume), within
+	// the replays' own allowance (replay.go).
+	enqueueReplay(frame []byte)
 	// offer queues a prepared message frame if there is room, and reports
 	// false, changing nothing, if there is not (conflated subscribers keep
 	// the message pending instead). A closing subscriber drops it (true).
@@ -139,12 +142,10 @@ func (c *conn) offer(frame []byte) bool {
 		c.srv.stats.drop(c.reason, 1)
 		return true
 	}
-	if c.queued+len(frame) > c.srv.cfg.SendQueueBytes {
+	if !c.roomLocked(len(frame)) {
 		return false
 	}
-	c.queue = append(c.queue, frame)
-	c.queued += len(frame)
-	c.scheduleLocked()
+	c.appendLocked(frame)
 	return true
 }
 

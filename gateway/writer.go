@@ -191,6 +191,11 @@ func (c *conn) requeueLocked(b [][]byte, h, k, done int, partial bool) {
 	if i < h || partial {
 		front = append(front, b[i])
 		c.partial = true
+		if i >= h && i < h+k {
+			// A control frame begun goes to the queue's front: it counts
+			// as one of the queue's frames once written (sent).
+			c.sent--
+		}
 		i++
 	}
 	if i < h+k {
@@ -228,6 +233,11 @@ func (c *conn) flush(f *flusher) {
 		// goroutine that waits for the client to read; unless the client
 		// has gone (the reader ended), which it would wait for in vain.
 		c.queued -= n
+		whole := max(0, done-(h+k)) // queue frames written whole
+		if h == 1 && done > 0 {
+			whole++
+		}
+		c.wroteLocked(whole)
 		c.requeueLocked(b, h, k, done, partial)
 		c.recycleLocked(b)
 		if c.readDone {
@@ -241,10 +251,12 @@ func (c *conn) flush(f *flusher) {
 		// More arrived meanwhile: write it on a later round, after the
 		// other connections waiting on this flusher.
 		c.queued -= size
+		c.wroteLocked(len(b) - k)
 		c.recycleLocked(b)
 		f.schedule(c)
 	default:
 		c.queued -= size
+		c.wroteLocked(len(b) - k)
 		c.recycleLocked(b)
 		c.releaseLocked()
 	}
@@ -309,7 +321,7 @@ func (c *conn) tryWrite(b [][]byte) (n, done int, partial bool, err error) {
 func (c *conn) writeLoop() {
 	for {
 		c.mu.Lock()
-		b, _, _, size := c.takeLocked(writeChunk)
+		b, _, k, size := c.takeLocked(writeChunk)
 		if b == nil || c.readDone {
 			if b != nil {
 				// The client has gone: what it did not take is dropped.
@@ -354,6 +366,7 @@ func (c *conn) writeLoop() {
 			c.mu.Unlock()
 			return
 		}
+		c.wroteLocked(len(b) - k)
 		c.recycleLocked(b)
 		c.mu.Unlock()
 	}
@@ -396,4 +409,7 @@ func (c *conn) dropQueuedLocked(keep int) {
 	clear(c.ctrl)
 	clear(c.queue[keep:])
 	c.ctrl, c.queue = c.ctrl[:0], c.queue[:keep]
+	// The connection is closing: no frame is taken any more, and the
+	// replays' allowance is moot.
+	c.replays, c.extra = nil, 0
 }

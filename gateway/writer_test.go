@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -267,4 +268,166 @@ func TestBlockedWriteTimesOut(t *testing.T) {
 		}
 		c.finish() // the reader, failing on the closed socket
 	})
+}
+
+// TestReplayAllowance: a replay's frames are admitted beyond
+// SendQueueBytes, within the replays' allowance; live frames behind it are
+// still bounded by SendQueueBytes on top of the replay; once the replay has
+// been written, its allowance is given back and the bound is
+// SendQueueBytes again.
+func TestReplayAllowance(t *testing.T) {
+	f := textFrame(996, 'm') // 1000 bytes with its header
+	cfg := Config{SendQueueBytes: 10 * len(f), HistorySize: 100, MaxFrameSize: len(f)}
+	t.Run("live traffic behind a replay that is not read", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			srv, c, _, start := mustPipeConn(t, cfg)
+			start()
+			for range 50 {
+				c.enqueueReplay(f) // 5 × SendQueueBytes
+			}
+			for range 10 {
+				c.enqueue(f) // SendQueueBytes of live frames on top
+			}
+			synctest.Wait()
+			if got := srv.Stats().SlowConsumers; got != 0 {
+				t.Fatalf("dropped within the bound: %d", got)
+			}
+			c.enqueue(f)
+			if got := srv.Stats().SlowConsumers; got != 1 {
+				t.Fatalf("slow consumers %d, want 1: live frames past SendQueueBytes on top of the replay", got)
+			}
+		})
+	})
+	t.Run("the allowance is given back once the replay is written", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			srv, c, client, start := mustPipeConn(t, cfg)
+			start()
+			heartbeat := appendFrame(nil, opText, []byte(`{"type":"heartbeat","time":1}`))
+			for i := range 50 {
+				c.enqueueReplay(f)
+				if i%7 == 0 {
+					c.enqueueCtrl(heartbeat) // control frames jump the queue
+				}
+			}
+			c.mu.Lock()
+			if c.extra != 50*len(f) {
+				t.Errorf("allowance in use %d, want %d", c.extra, 50*len(f))
+			}
+			c.mu.Unlock()
+			readFrames(t, bufio.NewReader(client), 50+8)
+			synctest.Wait()
+			c.mu.Lock()
+			queued, extra, spans, sent, enq := c.queued, c.extra, len(c.replays), c.sent, c.enq
+			c.mu.Unlock()
+			if queued != 0 || extra != 0 || spans != 0 || sent != enq {
+				t.Fatalf("after the replay was read: queued %d, allowance in use %d in %d spans, %d of %d frames counted written", queued, extra, spans, sent, enq)
+			}
+			for range 10 {
+				c.enqueue(f)
+			}
+			synctest.Wait()
+			if got := srv.Stats().SlowConsumers; got != 0 {
+				t.Fatalf("dropped within the bound: %d", got)
+			}
+			c.enqueue(f)
+			if got := srv.Stats().SlowConsumers; got != 1 {
+				t.Fatalf("slow consumers %d, want 1: the replay's allowance outlived it", got)
+			}
+		})
+	})
+}
+
+// TestReplayAllowanceOverPartialWrites: over a real socket with small
+// buffers, where writes end within frames and control frames begun are
+// requeued at the queue's front, every replay's allowance is given back
+// exactly once everything has been read.
+func TestReplayAllowanceOverPartialWrites(t *testing.T) {
+	cfg := Config{SendQueueBytes: 64 << 10, HistorySize: 1000, MaxFrameSize: 4 << 10, WriteTimeout: time.Minute,
+		Logger: slog.New(slog.DiscardHandler), Now: time.Now}
+	srv := &Server{cfg: cfg, flushers: newFlushers()}
+	stop := make(chan struct{})
+	defer close(stop)
+	for _, f := range srv.flushers {
+		go f.run(stop)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cl, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := sc.(*net.TCPConn)
+	_ = tc.SetWriteBuffer(4096)
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &conn{srv: srv, id: 1, nc: tc, rc: rc, format: codec.FormatJSON, attached: map[string]codec.AttachOptions{}}
+	defer func() {
+		c.mu.Lock()
+		c.endLocked(EndClientClosed)
+		c.closeSocketLocked()
+		c.mu.Unlock()
+	}()
+
+	var total int64
+	read := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(io.Discard, cl)
+		read <- n
+	}()
+	frame := textFrame(1500, 'r')
+	ctl := appendFrame(nil, opText, []byte(`{"type":"ack","ref":1}`))
+	live := textFrame(100, 'l') // 280 of them with the control frames: under SendQueueBytes, even if none is written meanwhile
+	for round := range 20 {
+		for i := range 40 {
+			c.enqueueReplay(frame)
+			total += int64(len(frame))
+			if i%5 == 0 {
+				c.enqueueCtrl(ctl)
+				total += int64(len(ctl))
+			}
+			if i%3 == 0 {
+				c.enqueue(live)
+				total += int64(len(live))
+			}
+		}
+		if round%4 == 0 {
+			time.Sleep(time.Millisecond) // let writes end part way, not a wait for a condition
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c.mu.Lock()
+		queued, extra, spans, sent, enq, closing := c.queued, c.extra, len(c.replays), c.sent, c.enq, c.closing
+		c.mu.Unlock()
+		if closing {
+			t.Fatalf("the connection ended (%v): a fast reader of replays was dropped", c.reason)
+		}
+		if queued == 0 && extra == 0 && spans == 0 && sent == enq {
+			break
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("queued %d, allowance in use %d in %d spans, %d of %d frames counted written\n%s", queued, extra, spans, sent, enq, buf)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cl.(*net.TCPConn).CloseWrite()
+	c.mu.Lock()
+	c.endLocked(EndClientClosed)
+	c.closeSocketLocked()
+	c.mu.Unlock()
+	if n := <-read; n != total {
+		t.Fatalf("client read %d bytes, %d queued", n, total)
+	}
 }
