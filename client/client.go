@@ -31,6 +31,11 @@ type Options struct {
 	Buffer int
 	// Dialer overrides the WebSocket dialer (e.g. to bind a source address).
 	Dialer *websocket.Dialer
+	// MaxFrameSize is the edge's frame limit (its -max-frame-size; default
+	// 65536, the edge's default): a frame larger than that is refused here
+	// with frame_too_large, not sent. (The edge would answer it with an
+	// error without ref: a publish could not be told.)
+	MaxFrameSize int
 }
 
 // Message is a delivered message with its position: Pos is the resume
@@ -49,16 +54,17 @@ const writeTimeout = 10 * time.Second
 
 // Client is one connection to an edge.
 type Client struct {
-	ws      *websocket.Conn
-	url     string
-	creds   Credentials // for History
-	format  codec.Format
-	msgs    chan Message
-	errs    chan *codec.Error
-	done    chan struct{}
-	closing chan struct{} // closed by Close: the read loop stops handing over
-	closed  sync.Once
-	ref     atomic.Uint64
+	ws       *websocket.Conn
+	url      string
+	creds    Credentials // for History
+	maxFrame int
+	format   codec.Format
+	msgs     chan Message
+	errs     chan *codec.Error
+	done     chan struct{}
+	closing  chan struct{} // closed by Close: the read loop stops handing over
+	closed   sync.Once
+	ref      atomic.Uint64
 	// frames, if set, sees every decoded frame first, on the read loop; a
 	// Session uses it to route messages without blocking the reader. When it
 	// returns true the frame is consumed.
@@ -91,6 +97,9 @@ func dial(ctx context.Context, url string, o Options, frames func(*codec.Frame) 
 	if o.Buffer <= 0 {
 		o.Buffer = 4096
 	}
+	if o.MaxFrameSize <= 0 {
+		o.MaxFrameSize = 64 << 10
+	}
 	if frames != nil {
 		o.Buffer = 1 // frames consumes the messages: Messages stays unused
 	}
@@ -122,6 +131,7 @@ func dial(ctx context.Context, url string, o Options, frames func(*codec.Frame) 
 		ws:       ws,
 		url:      url,
 		creds:    Credentials{APIKey: o.APIKey, Token: o.Token},
+		maxFrame: o.MaxFrameSize,
 		format:   o.Format,
 		msgs:     make(chan Message, o.Buffer),
 		errs:     make(chan *codec.Error, 64),
@@ -313,6 +323,9 @@ func (c *Client) write(fr *codec.Frame) error {
 	b, err := c.format.Encode(fr)
 	if err != nil {
 		return err
+	}
+	if len(b) > c.maxFrame {
+		return codec.Errorf(codec.CodeFrameTooLarge, "the %s frame is %d bytes; the edge's limit is %d (Options.MaxFrameSize)", fr.Type, len(b), c.maxFrame)
 	}
 	return c.SendRaw(b, c.format.Binary())
 }

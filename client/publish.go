@@ -43,6 +43,31 @@ type lane struct {
 
 func (l *lane) idle() bool { return len(l.inflight) == 0 && len(l.queue) == 0 && !l.driving }
 
+// remove takes t out of the queue. (Not by position: a nack of an earlier
+// publish may have been put ahead of it while it was on the wire.)
+func (l *lane) remove(t *ticket) {
+	if i := slices.Index(l.queue, t); i >= 0 {
+		l.queue = slices.Delete(l.queue, i, i+1)
+	}
+}
+
+// requeueLocked hands t, sent at once and now refused or cut off, to the
+// queue in its place (by its key), and starts the driver if none runs;
+// wait is how long the driver waits before it sends t, if t is the first.
+func (s *Session) requeueLocked(channel string, l *lane, t *ticket, wait time.Duration) {
+	if t.queued {
+		return
+	}
+	t.queued = true
+	if !l.driving {
+		t.wait = wait
+		l.driving = true
+		go s.drive(channel, l)
+	}
+	i, _ := slices.BinarySearchFunc(l.queue, t.key, func(q *ticket, k uint64) int { return cmpKey(q.key, k) })
+	l.queue = slices.Insert(l.queue, i, t)
+}
+
 type inflightKey struct{ gen, ref uint64 }
 
 // ticket is one message to publish and its outcome.
@@ -96,10 +121,13 @@ func (s *Session) dropIfIdleLocked(channel string, l *lane) {
 // were asked for (several goroutines may publish on one channel).
 //
 // If ctx ends first, Publish returns its error and the outcome is unknown:
-// a message already refused once is still published, in its place, since
-// the edge holds the channel's later publishes until it is; one that was
-// never sent is not.
+// a message that was sent (and refused, or cut off with its connection)
+// is still published, in its place, since the edge holds the channel's
+// later publishes until it is; one that was never sent is not.
 func (s *Session) Publish(ctx context.Context, channel string, data []byte, o PublishOptions) (string, error) {
+	if err := codec.ValidateChannel(channel); err != nil {
+		return "", err // the edge's nack would not name the channel
+	}
 	if o.ID == "" {
 		var b [12]byte
 		_, _ = crand.Read(b[:])
@@ -140,10 +168,17 @@ func (s *Session) Publish(ctx context.Context, channel string, data []byte, o Pu
 		fr, err := c.await(ctx, reply)
 		release()
 		s.pmu.Lock()
+		if k := (inflightKey{gen, ref}); errors.Is(err, ErrClosed) && l.inflight[k] == t {
+			// Cut off before its reply: in its place in the queue, for
+			// the next connection (unless forgetConnection did it).
+			delete(l.inflight, k)
+			s.requeueLocked(channel, l, t, 0)
+		}
 		queued := t.queued
 		s.pmu.Unlock()
 		if queued {
-			// Refused retryably: the lane's driver publishes it again.
+			// Refused retryably, or cut off: the lane's driver publishes
+			// it again, in its place.
 			return s.awaitTicket(ctx, channel, l, t)
 		}
 		var e *codec.Error
@@ -151,7 +186,7 @@ func (s *Session) Publish(ctx context.Context, channel string, data []byte, o Pu
 		case err == nil:
 			return fr.Msg.ID, nil
 		case errors.Is(err, ErrClosed):
-			continue
+			continue // answered, but the connection ended as it was: same id again
 		case errors.As(err, &e) && e.Code.Retryable():
 			// A refusal the lane did not take (the connection ended
 			// meanwhile): again, on the next connection if need be.
@@ -233,19 +268,10 @@ func (s *Session) publishReply(gen uint64, fr *codec.Frame) {
 	}
 	delete(l.inflight, k)
 	if fr.Type == codec.FrameNack && fr.Err != nil && fr.Err.Code.Retryable() {
-		t.queued = true
-		if !l.driving {
-			// The first refusal: the one the edge holds the channel for.
-			// Those behind it were refused only for order: no wait.
-			backoff := s.o.MinBackoff
-			t.wait = retryWait(fr.Err, &backoff, s.o.MaxBackoff)
-			l.driving = true
-			go s.drive(fr.Channel, l)
-		}
-		i, _ := slices.BinarySearchFunc(l.queue, t.key, func(q *ticket, k uint64) int {
-			return cmpKey(q.key, k)
-		})
-		l.queue = slices.Insert(l.queue, i, t)
+		// The first refusal waits as it says; those behind it were
+		// refused only for order: no wait.
+		backoff := s.o.MinBackoff
+		s.requeueLocked(fr.Channel, l, t, retryWait(fr.Err, &backoff, s.o.MaxBackoff))
 		return
 	}
 	s.dropIfIdleLocked(fr.Channel, l)
@@ -261,18 +287,20 @@ func cmpKey(a, b uint64) int {
 	return 0
 }
 
-// forgetConnection drops the replies the lanes await from connection gen,
-// which ended: their callers get ErrClosed and publish again.
+// forgetConnection hands the publishes still awaiting a reply on
+// connection gen, which ended, to their lanes' queues in the order they
+// were sent: the next connection gets them in that order, not in the
+// order their callers happen to wake up in.
 func (s *Session) forgetConnection(gen uint64) {
 	s.pmu.Lock()
 	defer s.pmu.Unlock()
 	for ch, l := range s.lanes {
-		for k := range l.inflight {
+		for k, t := range l.inflight {
 			if k.gen == gen {
 				delete(l.inflight, k)
+				s.requeueLocked(ch, l, t, 0)
 			}
 		}
-		s.dropIfIdleLocked(ch, l)
 	}
 }
 
@@ -317,14 +345,14 @@ func (s *Session) drive(channel string, l *lane) {
 		switch {
 		case err == nil:
 			backoff = s.o.MinBackoff
-			l.queue = l.queue[1:]
+			l.remove(t)
 			t.finish(fr.Msg.ID, nil)
 		case errors.Is(err, ErrClosed) && s.ctx.Err() == nil:
 			// The connection ended; the next one holds nothing for it.
 		case errors.As(err, &e) && e.Code.Retryable():
 			t.wait = retryWait(e, &backoff, s.o.MaxBackoff)
 		case errors.As(err, &e):
-			l.queue = l.queue[1:]
+			l.remove(t)
 			t.finish("", err)
 		default: // the session ended
 			s.pmu.Unlock()

@@ -188,7 +188,9 @@ func (s *Session) current(ctx context.Context) (*Client, uint64, error) {
 		}
 		select {
 		case <-ready:
-		case <-s.done:
+		case <-s.ctx.Done():
+			// Closing (Done is closed only once handlers returned: one
+			// of them may be the caller).
 			return nil, 0, ErrClosed
 		case <-ctx.Done():
 			return nil, 0, ctx.Err()
@@ -271,7 +273,7 @@ func (s *Session) run(ctx context.Context) {
 			}
 			continue
 		}
-		backoff = s.o.MinBackoff
+		backoff, refusals = s.o.MinBackoff, 0
 		s.emit(StateEvent{State: StateConnected, URL: url})
 		ev := s.pump(ctx, c)
 		if ctx.Err() != nil {

@@ -532,7 +532,7 @@ func (c *conn) strike(now time.Time, publish bool) {
 // refuses one: with a nack carrying its id (assigned here if the client
 // gave none), and later publishes on the channel wait for its retry
 // (publishOrder). It reports whether m was refused.
-func (c *conn) refuseOverRate(now time.Time, ref uint64, channel string, m *codec.Message) bool {
+func (c *conn) refuseOverRate(now time.Time, ref uint64, channel string, m *codec.Message, seq uint64) bool {
 	e := c.limitPublish(now)
 	if e == nil {
 		return false
@@ -540,7 +540,7 @@ func (c *conn) refuseOverRate(now time.Time, ref uint64, channel string, m *code
 	if m.ID == "" {
 		m.ID = c.srv.newID()
 	}
-	c.order.refused(channel, m.ID)
+	c.order.refused(channel, m.ID, seq)
 	c.send(&codec.Frame{Type: codec.FrameNack, Ref: ref, Channel: channel, Msg: codec.Message{ID: m.ID}, Err: e})
 	c.strike(now, true)
 	return true

@@ -278,3 +278,36 @@ func BenchmarkTake(b *testing.B) {
 		}
 	})
 }
+
+// TestPublishOrderBlocksOnFirstSent: a connection's block on a channel is
+// on the refused publish it received first, whatever order the refusals
+// came in (a rate refusal is immediate, the backbone's refusal of an
+// earlier publish comes later), and the retry of that one lifts it.
+// Before, the block stayed on whichever refusal came first, unless the
+// retry that lifted it was refused again: with A (to the backbone) then B
+// (over the rate), B's retry lifted the block, A's and B's backbone
+// refusals came next, and the block went back to B, while the client must
+// publish A first: A was refused for order for ever.
+func TestPublishOrderBlocksOnFirstSent(t *testing.T) {
+	var o publishOrder
+	a, b := o.number(), o.number()
+	o.refused("c", "B", b) // over the rate: at once
+	if got := o.admit("c", "A2"); got != "B" {
+		t.Fatalf("a later publish: admitted against %q, want refused for B", got)
+	}
+	if got := o.admit("c", "B"); got != "" {
+		t.Fatalf("B's retry: refused for %q", got)
+	}
+	bRetry := o.number()
+	o.refused("c", "A", a)      // the backbone refuses A, sent before B…
+	o.refused("c", "B", bRetry) // …and B's retry behind it
+	if got := o.admit("c", "B"); got != "A" {
+		t.Fatalf("B again: admitted against %q, want refused for A (sent first)", got)
+	}
+	if got := o.admit("c", "A"); got != "" {
+		t.Fatalf("A's retry: refused for %q", got)
+	}
+	if got := o.admit("c", "B"); got != "" {
+		t.Fatalf("B after A: refused for %q", got)
+	}
+}

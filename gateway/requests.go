@@ -126,14 +126,15 @@ func (c *conn) publish(fr *codec.Frame) {
 		c.strike(c.srv.cfg.Now(), true)
 		return
 	}
-	if now := c.srv.cfg.Now(); c.refuseOverRate(now, ref, ch, &m) {
+	seq := c.order.number()
+	if now := c.srv.cfg.Now(); c.refuseOverRate(now, ref, ch, &m, seq) {
 		return
 	}
 	c.srv.publish(&m, func(id string, err error) {
 		if err != nil {
 			e := codec.AsError(err)
 			if e.Code == codec.CodeBackboneUnavailable || e.Code == codec.CodePublishTimeout {
-				c.order.refused(ch, id)
+				c.order.refused(ch, id, seq)
 			}
 			c.send(&codec.Frame{Type: codec.FrameNack, Ref: ref, Channel: ch, Msg: codec.Message{ID: id}, Err: e})
 			return
@@ -143,15 +144,34 @@ func (c *conn) publish(fr *codec.Frame) {
 }
 
 // publishOrder keeps one connection's publishes in order across a refusal:
-// once the backbone refused a publish on a channel, the connection's later
-// publishes on it are refused too, until the client publishes the refused
-// message again (same id). A client that pipelines publishes has sent more
-// before it reads the nack; without this, those could be accepted ahead of
-// the retry of the refused one.
+// once a publish on a channel was refused retryably (by the backbone, or
+// over a rate), the connection's later publishes on it are refused too,
+// until the client publishes the refused message again (same id). A client
+// that pipelines publishes has sent more before it reads the nack; without
+// this, those could be accepted ahead of the retry of the refused one.
+//
+// The block is on the refused publish that came first on the connection,
+// whatever the order of the refusals: a rate refusal is answered at once,
+// while an earlier publish may be refused by the backbone seconds later,
+// and the client must retry that earlier one first.
 type publishOrder struct {
-	mu     sync.Mutex        // guards the fields below
-	first  map[string]string // channel -> id of its first refused publish
-	lifted map[string]string // channel -> id whose retry lifted the block
+	mu    sync.Mutex // guards the fields below
+	next  uint64     // numbers the connection's publishes, in arrival order
+	first map[string]refusedPublish
+}
+
+// refusedPublish is the publish a channel's block waits for.
+type refusedPublish struct {
+	id  string
+	seq uint64
+}
+
+// number gives the next publish its place in the connection's order.
+func (o *publishOrder) number() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.next++
+	return o.next
 }
 
 // admit reports "" if a publish of id on channel may go ahead, or the id of
@@ -164,38 +184,30 @@ func (o *publishOrder) admit(channel, id string) string {
 	if !ok {
 		return ""
 	}
-	if id == first {
+	if id == first.id {
 		delete(o.first, channel)
-		if o.lifted == nil {
-			o.lifted = make(map[string]string)
-		}
-		o.lifted[channel] = id
 		return ""
 	}
-	return first
+	return first.id
 }
 
-// refused records a retryable refusal of id on channel, unless an earlier
-// one is still waiting for its retry.
-func (o *publishOrder) refused(channel, id string) {
+// refused records a retryable refusal of id, the publish numbered seq, on
+// channel, unless a publish that came before it is already refused.
+func (o *publishOrder) refused(channel, id string, seq uint64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	// The retry that lifted the block was refused again: the block goes
-	// back to it, even if a publish pipelined behind it was refused first
-	// (that one must not be retried ahead of it).
-	if _, ok := o.first[channel]; ok && o.lifted[channel] != id {
+	if first, ok := o.first[channel]; ok && first.seq < seq {
 		return
 	}
 	if o.first == nil {
-		o.first = make(map[string]string)
+		o.first = make(map[string]refusedPublish)
 	}
-	o.first[channel] = id
+	o.first[channel] = refusedPublish{id: id, seq: seq}
 }
 
 // reset forgets channel's refusal (the client detached or attached it again).
 func (o *publishOrder) reset(channel string) {
 	o.mu.Lock()
 	delete(o.first, channel)
-	delete(o.lifted, channel)
 	o.mu.Unlock()
 }
