@@ -53,6 +53,14 @@ import (
 // faster than one message every two seconds.
 const warmQuiet = 2 * time.Second
 
+// warmSkew is how far past the replay's start (this edge's clock) a
+// replayed message's publish time (Pub/Sub's clock) may be and still be
+// kept: the clocks may differ by that much, and a message published just
+// before this edge's subscriptions existed would otherwise be neither
+// replayed nor received. What the live subscriptions bring too is dropped
+// by the dedup cache.
+const warmSkew = 5 * time.Second
+
 // maxWarmMessages bounds what a replay holds (about 50 MB of typical odds
 // messages). Past it the oldest quarter is dropped, and the window starts
 // after them: the replay then vouches for less time, never for messages
@@ -65,6 +73,10 @@ type warmup struct {
 	subs    []string      // the replay subscriptions, one per shard
 	fresh   []atomic.Bool // per replay subscription: brought a message published after start
 	lastOld atomic.Int64  // Unix ns when a replayed message last arrived
+	// allFresh is when over first saw every replay subscription fresh
+	// (Unix ns): the quiet period counts from it too, so that a replay
+	// whose fresh messages come before its old ones is not over at once.
+	allFresh atomic.Int64
 	broken  atomic.Bool   // a replayed message came without its payload
 
 	mu  sync.Mutex // guards got and cut
@@ -251,9 +263,15 @@ func (w *warmup) note(i int, pm *pubsub.Message) {
 		return
 	case !pm.PublishTime.Before(w.start):
 		w.fresh[i].Store(true)
-		return
+		if !pm.PublishTime.Before(w.start.Add(warmSkew)) {
+			return
+		}
+		// Kept all the same: with Pub/Sub's clock ahead of this edge's,
+		// it may have been published before this edge's subscriptions
+		// existed. A copy the live subscription brings is a duplicate.
+	default:
+		w.lastOld.Store(time.Now().UnixNano())
 	}
-	w.lastOld.Store(time.Now().UnixNano())
 	if codec.IsBeacon(pm.Attributes) {
 		return
 	}
@@ -328,7 +346,9 @@ func (w *warmup) over() bool {
 			return false
 		}
 	}
-	return time.Since(time.Unix(0, w.lastOld.Load())) >= warmQuiet
+	now := time.Now().UnixNano()
+	w.allFresh.CompareAndSwap(0, now)
+	return time.Duration(now-max(w.lastOld.Load(), w.allFresh.Load())) >= warmQuiet
 }
 
 func (w *warmup) finish(t time.Time) {
