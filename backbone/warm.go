@@ -77,7 +77,7 @@ type warmup struct {
 	// (Unix ns): the quiet period counts from it too, so that a replay
 	// whose fresh messages come before its old ones is not over at once.
 	allFresh atomic.Int64
-	broken  atomic.Bool   // a replayed message came without its payload
+	broken   atomic.Bool // a replayed message came without its payload
 
 	mu  sync.Mutex // guards got and cut
 	got []warmMsg
