@@ -164,7 +164,7 @@ func (ch *channel) deliver(m *codec.Message) (n int, ok bool) {
 	}
 	for _, mb := range ch.snap {
 		if mb.pend != nil {
-			ch.deliverPendingLocked(mb, e)
+			ch.deliverPendingLocked(mb, e, now)
 			continue
 		}
 		if gap {
@@ -175,12 +175,13 @@ func (ch *channel) deliver(m *codec.Message) (n int, ok bool) {
 			// What follows a gap is sent in full.
 			mb.base = 0
 			if mb.cf != nil {
-				ch.conflateGapLocked(mb)
+				ch.conflateLostLocked(mb, lost[v], now)
+			} else {
+				mb.sub.enqueue(lost[v])
 			}
-			mb.sub.enqueue(lost[v])
 		}
 		if mb.cf != nil {
-			ch.conflateLocked(mb, e, now)
+			ch.conflateLocked(mb, e, now, nil)
 			continue
 		}
 		ch.sendLocked(mb, e)

@@ -31,11 +31,18 @@ type conflater struct {
 	timer   *time.Timer
 	armed   bool // timer will fire
 	stopped bool // the member left the channel
+	// lost is a continuity frame that found no room in the send queue: it
+	// goes first when there is, before anything held (a conflated
+	// subscriber is not a slow consumer; a gap must not make it one).
+	lost []byte
 }
 
 type heldMsg struct {
 	e   *entry
 	key string
+	// own, if set, is e's frame for this subscriber alone (one that
+	// resumed ahead of this edge: its positions are its own).
+	own []byte
 }
 
 // stop ends mb's conflation timer; held messages are dropped (a detached
@@ -43,7 +50,7 @@ type heldMsg struct {
 func (mb *member) stop() {
 	if cf := mb.cf; cf != nil {
 		cf.stopped = true
-		cf.held = nil
+		cf.held, cf.lost = nil, nil
 		if cf.timer != nil {
 			cf.timer.Stop()
 		}
@@ -72,10 +79,11 @@ func payloadKey(data []byte, name string) string {
 }
 
 // conflateLocked handles the delivery of e to the conflated member mb.
-func (ch *channel) conflateLocked(mb *member, e *entry, now time.Time) {
+// own, if set, is e's frame for mb alone (see heldMsg).
+func (ch *channel) conflateLocked(mb *member, e *entry, now time.Time, own []byte) {
 	cf := mb.cf
-	if len(cf.held) == 0 && !now.Before(cf.nextAt) {
-		if ch.offerLocked(mb, e) {
+	if len(cf.held) == 0 && cf.lost == nil && !now.Before(cf.nextAt) {
+		if ch.offerHeldLocked(mb, heldMsg{e: e, own: own}) {
 			cf.nextAt = now.Add(cf.every)
 			return
 		}
@@ -92,7 +100,32 @@ func (ch *channel) conflateLocked(mb *member, e *entry, now time.Time) {
 			break
 		}
 	}
-	cf.held = append(cf.held, heldMsg{e: e, key: k})
+	cf.held = append(cf.held, heldMsg{e: e, key: k, own: own})
+	ch.armLocked(mb, now)
+}
+
+// offerHeldLocked offers h's frame to mb if its queue has room.
+func (ch *channel) offerHeldLocked(mb *member, h heldMsg) bool {
+	if h.own == nil {
+		return ch.offerLocked(mb, h.e)
+	}
+	if !mb.sub.offer(h.own) {
+		return false
+	}
+	ch.sentLocked(mb, h.e, false)
+	return true
+}
+
+// conflateLostLocked drops what mb holds and queues the continuity frame
+// lost, now if its send queue has room, else first thing when it has.
+func (ch *channel) conflateLostLocked(mb *member, lost []byte, now time.Time) {
+	ch.conflateGapLocked(mb)
+	cf := mb.cf
+	if cf.lost == nil && mb.sub.offer(lost) {
+		return
+	}
+	// The later frame stands for both: nothing was sent since the first.
+	cf.lost = lost
 	ch.armLocked(mb, now)
 }
 
@@ -129,21 +162,28 @@ func (ch *channel) flushConflated(mb *member) {
 	defer ch.mu.Unlock()
 	cf := mb.cf
 	cf.armed = false
-	if cf.stopped || ch.members[mb.sub] != mb || len(cf.held) == 0 {
+	if cf.stopped || ch.members[mb.sub] != mb || len(cf.held) == 0 && cf.lost == nil {
 		return
 	}
 	if now.Before(cf.nextAt) {
 		ch.armLocked(mb, now) // the timer ran early on this clock
 		return
 	}
+	cf.nextAt = now.Add(cf.every)
+	if cf.lost != nil {
+		if !mb.sub.offer(cf.lost) {
+			ch.armLocked(mb, now)
+			return
+		}
+		cf.lost = nil
+	}
 	sent := 0
-	for sent < len(cf.held) && ch.offerLocked(mb, cf.held[sent].e) {
+	for sent < len(cf.held) && ch.offerHeldLocked(mb, cf.held[sent]) {
 		sent++
 	}
 	n := copy(cf.held, cf.held[sent:])
 	clear(cf.held[n:])
 	cf.held = cf.held[:n]
-	cf.nextAt = now.Add(cf.every)
 	if len(cf.held) > 0 {
 		ch.armLocked(mb, now)
 	}

@@ -73,7 +73,10 @@ func (ch *channel) tokenLocked() string {
 // own position, or after a continuity frame if what comes before it is
 // missing. Once the edge has caught up with the subscriber, the subscriber
 // gets the shared frames.
-func (ch *channel) deliverPendingLocked(mb *member, e *entry) {
+//
+// A conflated one is conflated all the same: its frames (its own, or the
+// continuity frame) go through its conflater, never past its queue's room.
+func (ch *channel) deliverPendingLocked(mb *member, e *entry, now time.Time) {
 	p, m := mb.pend, e.m
 	if s, ok := p.wait[m.Origin]; ok && m.Seq >= s {
 		delete(p.wait, m.Origin)
@@ -88,18 +91,29 @@ func (ch *channel) deliverPendingLocked(mb *member, e *entry) {
 	case !follows(p.has, e):
 		ch.h.broken.Add(1)
 		// In line with the messages (not a reply): it precedes e.
-		mb.sub.enqueue(mb.sub.encode(lostFrame(ch.name, p.has.Token())))
+		lost := mb.sub.encode(lostFrame(ch.name, p.has.Token()))
 		mb.pend = nil
 		mb.base = 0
+		if mb.cf != nil {
+			ch.conflateLostLocked(mb, lost, now)
+			ch.conflateLocked(mb, e, now, nil)
+			return
+		}
+		mb.sub.enqueue(lost)
 		ch.sendLocked(mb, e)
 		return
 	default:
 		p.has.Seqs[m.Origin] = m.Seq
-		if b := ch.encodeLocked(&codec.Frame{Type: codec.FrameMessage, Channel: m.Channel, Msg: *m, Pos: p.has.Token(), Wire: ch.wireLocked(e, mb.v.format())}, mb.v); b != nil {
+		switch b := ch.encodeLocked(&codec.Frame{Type: codec.FrameMessage, Channel: m.Channel, Msg: *m, Pos: p.has.Token(), Wire: ch.wireLocked(e, mb.v.format())}, mb.v); {
+		case b == nil:
+			mb.base = 0
+		case mb.cf != nil:
+			// Its position in b covers what a later message of its key
+			// makes it skip.
+			ch.conflateLocked(mb, e, now, b)
+		default:
 			mb.sub.enqueue(b)
 			ch.sentLocked(mb, e, false)
-		} else {
-			mb.base = 0
 		}
 	}
 	if len(p.wait) == 0 && ch.watermarkLocked() >= p.has.Watermark {
