@@ -213,6 +213,12 @@ func (s *Session) attach(ctx context.Context, sub *Subscription, replace bool) (
 			return Attached{}, err
 		}
 		s.mu.Lock()
+		if s.ctx.Err() != nil {
+			// Closing: shutdown has taken (or is about to take) the
+			// subscriptions to end; this one would outlive it.
+			s.mu.Unlock()
+			return Attached{}, ErrClosed
+		}
 		if s.conn != cur {
 			s.mu.Unlock()
 			continue
@@ -234,13 +240,15 @@ func (s *Session) attach(ctx context.Context, sub *Subscription, replace bool) (
 		s.subs[sub.channel] = sub
 		c, ref = cur, cur.nextRef()
 		sub.expectAttach(gen, ref, old == nil)
+		// Under mu, with sub registered: shutdown, which takes mu after
+		// cancelling ctx, ends sub and waits for its goroutine.
+		s.delivering.Add(1)
 		s.mu.Unlock()
 		if old != nil {
 			old.end(nil)
 		}
 		break
 	}
-	s.delivering.Add(1)
 	go sub.deliver()
 	_, err := c.attachRef(ctx, sub.channel, sub.opts, ref)
 	if errors.Is(err, ErrClosed) {
