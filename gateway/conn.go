@@ -55,6 +55,7 @@ type conn struct {
 	enq, sent uint64
 	replays   []replaySpan
 	extra     int
+	roomWait  chan struct{} // closed when replay allowance is given back, for waitReplayRoom
 	// queue holds messages, and the control frames that keep their place
 	// among them (see writer.go); complete WebSocket frames, except that
 	// queue[0] is the tail of a frame already partly written if partial.
@@ -168,6 +169,7 @@ func (c *conn) endLocked(why EndReason) {
 	if !c.closing {
 		c.closing, c.reason = true, why
 		c.srv.stats.ends[why].Add(1)
+		c.wakeRoomLocked()
 	}
 }
 

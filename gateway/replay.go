@@ -1,5 +1,7 @@
 package gateway
 
+import "time"
+
 // Replays and the send queue. An attach with rewind, or a resume, queues its
 // replay at once, under the channel's lock, so that nothing is lost or
 // repeated at the seam with live messages. A maximal replay (1,000 messages
@@ -85,5 +87,49 @@ func (c *conn) wroteLocked(n int) {
 	if i > 0 {
 		n := copy(c.replays, c.replays[i:])
 		c.replays = c.replays[:n]
+		c.wakeRoomLocked()
+	}
+}
+
+// wakeRoomLocked wakes a reader in waitReplayRoom.
+func (c *conn) wakeRoomLocked() {
+	if c.roomWait != nil {
+		close(c.roomWait)
+		c.roomWait = nil
+	}
+}
+
+// waitReplayRoom holds the reader, before an attach that replays, while
+// more than half the replays' allowance is taken: a client re-attaching
+// many channels with rewind or resume at once (as after a reconnection)
+// would otherwise queue replays beyond the allowance, which count as live
+// traffic and end it as a slow consumer however fast it reads, again on
+// every retry. Holding the reader slows down what the client sends, not
+// what it gets. It gives up after WriteTimeout (a client that does not
+// read) or when the connection closes.
+func (c *conn) waitReplayRoom() {
+	half := c.srv.replayAllowance() / 2
+	var timeout <-chan time.Time
+	for {
+		c.mu.Lock()
+		if c.extra <= half || c.closing {
+			c.mu.Unlock()
+			return
+		}
+		if c.roomWait == nil {
+			c.roomWait = make(chan struct{})
+		}
+		wait := c.roomWait
+		c.mu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(c.srv.cfg.WriteTimeout)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-wait:
+		case <-timeout:
+			return
+		}
 	}
 }

@@ -83,6 +83,9 @@ func (c *conn) attach(fr *codec.Frame) {
 		c.refuse(fr.Type, fr.Ref, fr.Channel, codec.Errorf(codec.CodeGoingAway, "the edge is shutting down"))
 		return
 	}
+	if o := fr.Options; o.Rewind > 0 || o.RewindFor > 0 || o.Resume != "" {
+		c.waitReplayRoom()
+	}
 	c.attached[fr.Channel] = fr.Options
 	c.order.reset(fr.Channel)
 	for !c.srv.hub.get(fr.Channel, true).attach(c, fr.Ref, fr.Options) {
