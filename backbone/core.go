@@ -1,6 +1,7 @@
 package backbone
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/base32"
 	"hash/fnv"
@@ -321,7 +322,7 @@ func (c *core) acceptLocked(st *stripe, cs *chanState, m *codec.Message, p *pend
 		return
 	default:
 		c.stats.Reorders.Add(1)
-		i, _ := slices.BinarySearchFunc(os.held, m.Seq, func(h held, s uint64) int { return cmpU64(h.m.Seq, s) })
+		i, _ := slices.BinarySearchFunc(os.held, m.Seq, func(h held, s uint64) int { return cmp.Compare(h.m.Seq, s) })
 		os.held = slices.Insert(os.held, i, held{m: m, at: now})
 		if len(os.held) > c.order.MaxHeld {
 			c.releaseLocked(st, cs, os, m.Origin, now, true)
@@ -332,16 +333,6 @@ func (c *core) acceptLocked(st *stripe, cs *chanState, m *codec.Message, p *pend
 	if p != nil {
 		cs.outbox = append(cs.outbox, outItem{p: p})
 	}
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (c *core) emitLocked(cs *chanState, os *originState, m *codec.Message, p *pendingPub) {

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
@@ -64,7 +65,7 @@ func (s *Session) requeueLocked(channel string, l *lane, t *ticket, wait time.Du
 		l.driving = true
 		go s.drive(channel, l)
 	}
-	i, _ := slices.BinarySearchFunc(l.queue, t.key, func(q *ticket, k uint64) int { return cmpKey(q.key, k) })
+	i, _ := slices.BinarySearchFunc(l.queue, t.key, func(q *ticket, k uint64) int { return cmp.Compare(q.key, k) })
 	l.queue = slices.Insert(l.queue, i, t)
 }
 
@@ -275,16 +276,6 @@ func (s *Session) publishReply(gen uint64, fr *codec.Frame) {
 		return
 	}
 	s.dropIfIdleLocked(fr.Channel, l)
-}
-
-func cmpKey(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // forgetConnection hands the publishes still awaiting a reply on
